@@ -1,0 +1,227 @@
+//! A small thread pool for splitting matvec rows across cores (std only).
+//!
+//! A decode step runs ~8 matvecs per layer, each a few microseconds of work,
+//! so the hand-off must cost far less than spawning a thread or a rayon join:
+//! workers spin briefly on an epoch counter, then yield, then sleep on a
+//! condition variable, and the caller works on the first share itself.
+
+use crate::{matvec::matvec, Activation, Kernels, Matrix};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+type Job = *const (dyn Fn(usize) + Sync);
+
+struct Shared {
+    epoch: AtomicUsize,
+    remaining: AtomicUsize,
+    sleepers: AtomicUsize,
+    shutdown: AtomicBool,
+    job: UnsafeCell<Option<Job>>,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the thread in `ThreadPool::run` while no
+// worker reads it (before the epoch is published, after all have finished),
+// and read by workers only between those points; the epoch/remaining atomics
+// order the accesses (Release on publish/finish, Acquire on observe).
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+use std::vec::Vec;
+
+impl ThreadPool {
+    /// A pool of `threads` threads in all, the caller's included (`threads - 1`
+    /// workers are spawned; 0 or 1 means run everything on the caller).
+    pub fn new(threads: usize) -> ThreadPool {
+        let shared = Arc::new(Shared {
+            epoch: AtomicUsize::new(0),
+            remaining: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            shutdown: AtomicBool::new(false),
+            job: UnsafeCell::new(None),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let workers = (1..threads.max(1))
+            .map(|index| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(std::format!("aha-matvec-{index}"))
+                    .spawn(move || worker(&shared, index))
+                    .expect("spawning a matvec worker thread")
+            })
+            .collect();
+        ThreadPool { shared, workers }
+    }
+
+    /// Threads in all, the caller's included.
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `f(i)` for every thread index `i` in `0..threads()`, `f(0)` on the
+    /// caller, and returns when all have finished.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() {
+            return f(0);
+        }
+        let s = &*self.shared;
+        // SAFETY: no worker reads `job` now (the last run waited for all of
+        // them); the pointer outlives its use because this function does not
+        // return until `remaining` is 0.
+        unsafe {
+            let f: &'static (dyn Fn(usize) + Sync) = core::mem::transmute(f);
+            *s.job.get() = Some(f as Job);
+        }
+        s.remaining.store(self.workers.len(), Relaxed);
+        s.epoch.fetch_add(1, SeqCst);
+        if s.sleepers.load(SeqCst) > 0 {
+            let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        f(0);
+        let mut spins = 0u32;
+        while s.remaining.load(Acquire) != 0 {
+            spins += 1;
+            if spins < 1 << 14 {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        // SAFETY: every worker has finished with the job.
+        unsafe { *s.job.get() = None };
+    }
+
+    /// `out[r] = w[r]·x` with the rows split into one contiguous share per
+    /// thread (shares are multiples of 16 rows so SIMD row-blocking holds).
+    pub fn matvec(&self, k: &Kernels, w: &Matrix, act: &Activation, out: &mut [f32]) {
+        let n = self.threads();
+        if n == 1 || w.rows < 64 {
+            return matvec(k, w, act, out);
+        }
+        let share = w.rows.div_ceil(n).next_multiple_of(16);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        let rows = w.rows;
+        self.run(&|t| {
+            let start = (t * share).min(rows);
+            let end = ((t + 1) * share).min(rows);
+            if start == end {
+                return;
+            }
+            let p = &out_ptr;
+            // SAFETY: the shares [start, end) are disjoint for distinct `t` and
+            // lie inside `out`, which outlives `run`.
+            let part = unsafe { core::slice::from_raw_parts_mut(p.0.add(start), end - start) };
+            matvec(k, &w.rows(start..end), act, part);
+        });
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only to hand disjoint sub-slices of one buffer to pool threads.
+unsafe impl Sync for SendPtr {}
+
+fn worker(s: &Shared, index: usize) {
+    let mut seen = 0usize;
+    loop {
+        let mut spins = 0u32;
+        loop {
+            let e = s.epoch.load(Acquire);
+            if e != seen {
+                seen = e;
+                break;
+            }
+            if s.shutdown.load(Acquire) {
+                return;
+            }
+            spins += 1;
+            if spins < 1 << 14 {
+                core::hint::spin_loop();
+            } else if spins < (1 << 14) + 256 {
+                std::thread::yield_now();
+            } else {
+                let g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+                s.sleepers.fetch_add(1, SeqCst);
+                let g = if s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
+                    s.wake.wait(g).unwrap_or_else(|e| e.into_inner())
+                } else {
+                    g
+                };
+                s.sleepers.fetch_sub(1, SeqCst);
+                drop(g);
+                spins = 0;
+            }
+        }
+        if s.shutdown.load(Acquire) {
+            return;
+        }
+        // SAFETY: the epoch was published after `job` was set, and `run`
+        // keeps it alive until `remaining` reaches 0.
+        if let Some(job) = unsafe { *s.job.get() } {
+            unsafe { (*job)(index) };
+        }
+        s.remaining.fetch_sub(1, Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        let s = &*self.shared;
+        s.shutdown.store(true, SeqCst);
+        s.epoch.fetch_add(1, SeqCst);
+        {
+            let _g = s.lock.lock().unwrap_or_else(|e| e.into_inner());
+            s.wake.notify_all();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    #[test]
+    fn every_thread_runs_once_per_call() {
+        for threads in 1..=4 {
+            let pool = ThreadPool::new(threads);
+            for _ in 0..100 {
+                let hits: Vec<AtomicUsize> = (0..threads).map(|_| AtomicUsize::new(0)).collect();
+                pool.run(&|t| {
+                    hits[t].fetch_add(1, Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn threaded_matvec_equals_single_threaded() {
+        let (rows, cols) = (301, 64);
+        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+        let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let x: Vec<f32> = (0..cols).map(|i| (i as f32).sin()).collect();
+        let m = Matrix { dtype: crate::DType::F32, data: &bytes, rows, cols };
+        let act = Activation { x: &x, q8: None };
+        let mut want = vec![0.0; rows];
+        matvec(crate::scalar(), &m, &act, &mut want);
+        for threads in [2, 3] {
+            let pool = ThreadPool::new(threads);
+            let mut got = vec![0.0; rows];
+            pool.matvec(crate::scalar(), &m, &act, &mut got);
+            assert_eq!(want, got);
+        }
+    }
+}

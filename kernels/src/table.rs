@@ -1,0 +1,123 @@
+//! The kernel table: one struct of function pointers per backend, and the one
+//! place that chooses among them: at run time under `std`
+//! (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`), by
+//! `target_feature` at compile time without it.
+
+use crate::{f16, f32, ops, q4_0, q8_0, rope, BlockQ4_0, BlockQ8_0};
+
+/// Every kernel the forward pass calls, for one backend. Weight arguments are
+/// bytes (or byte-aligned blocks) so weights are read in place from a file at
+/// any alignment. Matvec entries take `out.len()` consecutive rows of `w`.
+pub struct Kernels {
+    pub name: &'static str,
+
+    /// f32 activations -> Q8_0 blocks, once per matvec input.
+    pub quantize_q8_0: fn(&[f32], &mut [BlockQ8_0]),
+
+    pub dot_f32: fn(&[u8], &[f32]) -> f32,
+    pub dot_f16: fn(&[u8], &[f32]) -> f32,
+    pub dot_bf16: fn(&[u8], &[f32]) -> f32,
+    pub dot_q8_0_f32: fn(&[BlockQ8_0], &[f32]) -> f32,
+    pub dot_q4_0_f32: fn(&[BlockQ4_0], &[f32]) -> f32,
+    pub dot_q8_0_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub dot_q4_0_q8_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+
+    pub matvec_f32: fn(&[u8], &[f32], &mut [f32]),
+    pub matvec_f16: fn(&[u8], &[f32], &mut [f32]),
+    pub matvec_bf16: fn(&[u8], &[f32], &mut [f32]),
+    pub matvec_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0], &mut [f32]),
+    pub matvec_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0], &mut [f32]),
+
+    /// Attention: q·k against an f32 cache, and v accumulation (f32 or f16 cache).
+    pub dot_f32_f32: fn(&[f32], &[f32]) -> f32,
+    pub axpy_f32: fn(f32, &[f32], &mut [f32]),
+    pub axpy_f16: fn(f32, &[u8], &mut [f32]),
+
+    pub rmsnorm: fn(&mut [f32], &[f32], &[u8], f32),
+    pub softmax: fn(&mut [f32]),
+    pub swiglu: fn(&mut [f32], &[f32]),
+    pub add_bias: fn(&mut [f32], &[u8]),
+    pub rope: fn(&mut [f32], usize, &[f32], &[f32]),
+}
+
+/// Row-by-row matvec from a one-row dot: the scalar backend's matvec, and a
+/// fallback any backend may use.
+macro_rules! rows_of {
+    ($dot:path, $wty:ty, $xty:ty, $row_len:expr) => {{
+        fn mv(w: &[$wty], x: &[$xty], out: &mut [f32]) {
+            let n = $row_len(x.len());
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+                *o = $dot(row, x);
+            }
+        }
+        mv
+    }};
+}
+pub(crate) use rows_of;
+
+static SCALAR: Kernels = Kernels {
+    name: "scalar",
+    quantize_q8_0: q8_0::scalar::quantize_row,
+    dot_f32: f32::scalar::dot,
+    dot_f16: f16::scalar::dot_f16,
+    dot_bf16: f16::scalar::dot_bf16,
+    dot_q8_0_f32: q8_0::scalar::dot_f32,
+    dot_q4_0_f32: q4_0::scalar::dot_f32,
+    dot_q8_0_q8_0: q8_0::scalar::dot_q8_0,
+    dot_q4_0_q8_0: q4_0::scalar::dot_q8_0,
+    matvec_f32: rows_of!(f32::scalar::dot, u8, f32, |n: usize| n * 4),
+    matvec_f16: rows_of!(f16::scalar::dot_f16, u8, f32, |n: usize| n * 2),
+    matvec_bf16: rows_of!(f16::scalar::dot_bf16, u8, f32, |n: usize| n * 2),
+    matvec_q8_0: rows_of!(q8_0::scalar::dot_q8_0, BlockQ8_0, BlockQ8_0, |n: usize| n),
+    matvec_q4_0: rows_of!(q4_0::scalar::dot_q8_0, BlockQ4_0, BlockQ8_0, |n: usize| n),
+    dot_f32_f32: f32::scalar::dot_f32,
+    axpy_f32: f32::scalar::axpy,
+    axpy_f16: f16::scalar::axpy_f16,
+    rmsnorm: ops::scalar::rmsnorm,
+    softmax: ops::scalar::softmax,
+    swiglu: ops::scalar::swiglu,
+    add_bias: ops::scalar::add_bias,
+    rope: rope::scalar::apply,
+};
+
+/// The scalar reference backend: the specification every other backend is
+/// tested against.
+pub fn scalar() -> &'static Kernels {
+    &SCALAR
+}
+
+/// The SIMD backends this CPU can run, fastest last.
+fn simd() -> [Option<&'static Kernels>; 2] {
+    #[cfg(target_arch = "x86_64")]
+    return [crate::x86::avx2(), crate::x86::avx512()];
+    #[cfg(target_arch = "aarch64")]
+    return [crate::aarch64::neon(), crate::aarch64::dotprod()];
+    #[cfg(target_arch = "wasm32")]
+    return [crate::wasm::simd128(), None];
+    #[allow(unreachable_code)]
+    [None, None]
+}
+
+/// Every backend this CPU can run, the scalar one first and the fastest last.
+pub fn backends() -> impl Iterator<Item = &'static Kernels> {
+    core::iter::once(scalar()).chain(simd().into_iter().flatten())
+}
+
+/// The backend by name (`scalar`, `avx2`, `avx512`, `neon`, `dotprod`, `simd128`),
+/// if this CPU can run it.
+pub fn by_name(name: &str) -> Option<&'static Kernels> {
+    backends().find(|k| k.name == name)
+}
+
+/// The fastest backend this CPU can run. Chosen once per process under `std`.
+pub fn best() -> &'static Kernels {
+    #[cfg(feature = "std")]
+    {
+        static BEST: std::sync::OnceLock<&'static Kernels> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| backends().last().unwrap_or(&SCALAR))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        backends().last().unwrap_or(&SCALAR)
+    }
+}
