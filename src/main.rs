@@ -1,1 +1,99 @@
-fn main() {}
+//! `aha`: the command-line program. Argument parsing and dispatch only; the
+//! work lives in the library crates.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+mod commands;
+
+#[derive(Parser)]
+#[command(name = "aha", version, about = "R1-style reasoning: train, distil, and run small students on small devices")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Convert a Hugging Face checkpoint folder into an .aha model file.
+    Convert {
+        /// Folder with config.json, *.safetensors and (optionally) tokenizer.json.
+        hf_dir: PathBuf,
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Weight format: f32, f16, bf16, q8_0 or q4_0.
+        #[arg(long, default_value = "f16")]
+        dtype: String,
+        /// Format of the output projection (default: the weights' format; q8_0 for q4_0).
+        #[arg(long)]
+        output_dtype: Option<String>,
+    },
+    /// Generate text from a prompt, streaming it, then print tokens/s.
+    Run(commands::RunArgs),
+    /// Print logits as JSON for a token sequence (parity checks).
+    Logits {
+        model: PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long)]
+        tokens: String,
+        /// Every position's logits, not only the last.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Print the token ids of a text as JSON.
+    Tokenize {
+        /// An .aha model file or a tokenizer.json.
+        tokenizer: PathBuf,
+        text: String,
+    },
+    /// Print the text of comma-separated token ids.
+    Detokenize {
+        /// An .aha model file or a tokenizer.json.
+        tokenizer: PathBuf,
+        ids: String,
+    },
+    /// Show a model file: architecture, tensors, memory at a context length.
+    Inspect {
+        model: PathBuf,
+        #[arg(long, default_value_t = 4096)]
+        context: usize,
+        /// Read every tensor and check its checksum.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = dispatch(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Convert { hf_dir, out, dtype, output_dtype } => {
+            commands::convert(&hf_dir, &out, &dtype, output_dtype.as_deref())
+        }
+        Command::Run(args) => commands::run(&args),
+        Command::Logits { model, tokens, all, threads } => commands::logits(&model, &parse_ids(&tokens)?, all, threads),
+        Command::Tokenize { tokenizer, text } => commands::tokenize(&tokenizer, &text),
+        Command::Detokenize { tokenizer, ids } => commands::detokenize(&tokenizer, &parse_ids(&ids)?),
+        Command::Inspect { model, context, verify } => commands::inspect(&model, context, verify),
+    }
+}
+
+/// "1,2, 3" -> [1, 2, 3]; the error names the item that is not an id.
+fn parse_ids(text: &str) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        ids.push(item.parse().with_context(|| format!("`{item}` is not a token id"))?);
+    }
+    if ids.is_empty() {
+        bail!("no token ids given");
+    }
+    Ok(ids)
+}

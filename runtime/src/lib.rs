@@ -13,6 +13,22 @@ extern crate alloc;
 extern crate std;
 
 pub mod error;
+pub mod format;
+pub mod generate;
+pub mod model;
+pub mod sampler;
+pub mod session;
 pub mod tokenizer;
+#[cfg(feature = "std")]
+pub mod convert;
+#[cfg(feature = "std")]
+pub mod load;
+#[cfg(feature = "std")]
+pub mod writer;
 
 pub use error::{Error, Result};
+pub use format::{Arch, Config, ModelFile, RopeScaling};
+pub use generate::{Event, Finish, GenerateOptions, Generator, Phase};
+pub use model::{KvType, MemoryPlan, Model};
+pub use sampler::{Sampler, SamplerConfig};
+pub use session::Session;

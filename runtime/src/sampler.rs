@@ -1,0 +1,301 @@
+//! Choosing the next token from logits: greedy, temperature, top-k, top-p
+//! (nucleus), min-p and the repetition penalty, with a seedable RNG so the
+//! same seed gives the same output on every target. No allocation: the caller
+//! passes an index buffer as long as the vocabulary (the session has one).
+//!
+//! Order, as Hugging Face's logits processors apply them: repetition penalty,
+//! temperature, top-k, top-p, min-p, then a draw from what is left.
+
+use crate::error::{Error, Result};
+
+/// PCG-XSH-RR 32 (O'Neill 2014): small, fast, and the same on every target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rng {
+    state: u64,
+    inc: u64,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let mut rng = Rng { state: 0, inc: (seed << 1) | 1 };
+        rng.next_u32();
+        rng.state = rng.state.wrapping_add(seed ^ 0x853c_49e6_748f_ea9b);
+        rng.next_u32();
+        rng
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        let old = self.state;
+        self.state = old.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(self.inc);
+        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
+        xorshifted.rotate_right((old >> 59) as u32)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerConfig {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 = off.
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches p; 1 = off.
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p × the most likely; 0 = off.
+    pub min_p: f32,
+    /// CTRL's penalty (Keskar et al. 2019) on tokens already in the context; 1 = off.
+    pub repetition_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        SamplerConfig { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+}
+
+impl SamplerConfig {
+    pub fn greedy() -> Self {
+        Self::default()
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what| Err(Error::BadSampler { what });
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad("temperature must be a finite number >= 0");
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p must be in (0, 1]");
+        }
+        if !(self.min_p >= 0.0 && self.min_p < 1.0) {
+            return bad("min_p must be in [0, 1)");
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad("repetition_penalty must be a finite number > 0");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    pub config: SamplerConfig,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(config: SamplerConfig) -> Result<Sampler> {
+        config.validate()?;
+        Ok(Sampler { config, rng: Rng::new(config.seed) })
+    }
+
+    /// Picks a token. `logits` is overwritten; `idx` must be at least as long
+    /// as `logits`; `history` is the context so far (for the repetition penalty).
+    pub fn sample(&mut self, logits: &mut [f32], idx: &mut [u32], history: &[u32]) -> u32 {
+        let n = logits.len();
+        let idx = &mut idx[..n];
+        let c = self.config;
+        if c.repetition_penalty != 1.0 {
+            // Each distinct token once: idx marks the ones already penalised.
+            idx.fill(0);
+            for &t in history {
+                let t = t as usize;
+                if t < n && idx[t] == 0 {
+                    idx[t] = 1;
+                    let l = &mut logits[t];
+                    *l = if *l > 0.0 { *l / c.repetition_penalty } else { *l * c.repetition_penalty };
+                }
+            }
+        }
+        if c.temperature == 0.0 || n == 1 {
+            return argmax(logits);
+        }
+        // Softmax at temperature T.
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut sum = 0.0f32;
+        for l in logits.iter_mut() {
+            *l = libm::expf((*l - max) / c.temperature);
+            sum += *l;
+        }
+        for l in logits.iter_mut() {
+            *l /= sum;
+        }
+        let probs: &[f32] = logits;
+
+        let filtering = (c.top_k > 0 && c.top_k < n) || c.top_p < 1.0 || c.min_p > 0.0;
+        if !filtering {
+            return draw(probs, (0..n as u32).map(|i| i), 1.0, self.rng.next_f32());
+        }
+
+        // Candidates, most likely first.
+        let by_prob = |a: &u32, b: &u32| probs[*b as usize].total_cmp(&probs[*a as usize]).then(a.cmp(b));
+        let mut m = 0;
+        if c.top_k > 0 && c.top_k < n {
+            for (i, slot) in idx.iter_mut().enumerate() {
+                *slot = i as u32;
+            }
+            idx.select_nth_unstable_by(c.top_k - 1, by_prob);
+            m = c.top_k;
+        } else {
+            // Nucleus without a full sort (llama2.c's trick): a token less
+            // likely than (1 − p)/(n − 1) cannot be in the smallest set reaching p.
+            let cutoff = if c.top_p < 1.0 { (1.0 - c.top_p) / (n - 1) as f32 } else { 0.0 };
+            for (i, &p) in probs.iter().enumerate() {
+                if p >= cutoff {
+                    idx[m] = i as u32;
+                    m += 1;
+                }
+            }
+        }
+        let cand = &mut idx[..m];
+        cand.sort_unstable_by(by_prob);
+
+        // Top-p over the candidates' renormalised mass.
+        let mass: f32 = cand.iter().map(|&i| probs[i as usize]).sum();
+        let mut keep = m;
+        if c.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (j, &i) in cand.iter().enumerate() {
+                acc += probs[i as usize] / mass;
+                if acc >= c.top_p {
+                    keep = j + 1;
+                    break;
+                }
+            }
+        }
+        // Min-p: relative to the most likely token, so renormalisation does not matter.
+        if c.min_p > 0.0 {
+            let floor = c.min_p * probs[cand[0] as usize];
+            keep = cand[..keep].iter().take_while(|&&i| probs[i as usize] >= floor).count().max(1);
+        }
+        let kept = &cand[..keep];
+        let total: f32 = kept.iter().map(|&i| probs[i as usize]).sum();
+        draw(probs, kept.iter().copied(), total, self.rng.next_f32())
+    }
+}
+
+/// The first index of the largest value (as `torch.argmax`).
+pub fn argmax(x: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in x.iter().enumerate() {
+        if v > x[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn draw(probs: &[f32], cand: impl Iterator<Item = u32> + Clone, total: f32, r: f32) -> u32 {
+    let target = r * total;
+    let mut acc = 0.0;
+    let mut last = 0;
+    for i in cand {
+        acc += probs[i as usize];
+        last = i;
+        if acc > target {
+            return i;
+        }
+    }
+    last // rounding left the target just above the sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(cfg: SamplerConfig, logits: &[f32], draws: usize) -> [usize; 8] {
+        let mut s = Sampler::new(cfg).unwrap();
+        let mut counts = [0usize; 8];
+        let mut idx = [0u32; 8];
+        for _ in 0..draws {
+            let mut l = [0f32; 8];
+            l[..logits.len()].copy_from_slice(logits);
+            counts[s.sample(&mut l[..logits.len()], &mut idx, &[]) as usize] += 1;
+        }
+        counts
+    }
+
+    const LOGITS: [f32; 5] = [2.0, 1.0, 0.5, 0.0, -1.0];
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, -1.0]), 1);
+        let c = run(SamplerConfig::greedy(), &LOGITS, 10);
+        assert_eq!(c[0], 10);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_other_seed_other_tokens() {
+        let cfg = SamplerConfig { temperature: 1.0, seed: 7, ..Default::default() };
+        let seq = |cfg| {
+            let mut s = Sampler::new(cfg).unwrap();
+            let mut idx = [0u32; 5];
+            (0..64).map(|_| s.sample(&mut LOGITS.clone(), &mut idx, &[])).collect::<heapless::Vec<u32, 64>>()
+        };
+        assert_eq!(seq(cfg), seq(cfg));
+        assert_ne!(seq(cfg), seq(SamplerConfig { seed: 8, ..cfg }));
+    }
+
+    #[test]
+    fn temperature_one_follows_the_softmax() {
+        let c = run(SamplerConfig { temperature: 1.0, seed: 1, ..Default::default() }, &LOGITS, 20000);
+        let z: f32 = LOGITS.iter().map(|l| l.exp()).sum();
+        for (i, l) in LOGITS.iter().enumerate() {
+            let p = l.exp() / z;
+            let f = c[i] as f32 / 20000.0;
+            assert!((f - p).abs() < 0.015, "token {i}: frequency {f}, probability {p}");
+        }
+    }
+
+    #[test]
+    fn top_k_keeps_only_the_k_most_likely() {
+        let c = run(SamplerConfig { temperature: 1.0, top_k: 2, seed: 3, ..Default::default() }, &LOGITS, 2000);
+        assert_eq!(c[2] + c[3] + c[4], 0);
+        assert!(c[0] > c[1] && c[1] > 0);
+    }
+
+    #[test]
+    fn top_p_keeps_the_smallest_set_reaching_p() {
+        // Probabilities ≈ 0.53, 0.20, 0.12, 0.07, 0.03: p = 0.7 needs the first two.
+        let c = run(SamplerConfig { temperature: 1.0, top_p: 0.7, seed: 4, ..Default::default() }, &LOGITS, 2000);
+        assert_eq!(c[2] + c[3] + c[4], 0);
+        assert!(c[1] > 0);
+        let c = run(SamplerConfig { temperature: 1.0, top_p: 0.8, seed: 4, ..Default::default() }, &LOGITS, 2000);
+        assert!(c[2] > 0 && c[3] + c[4] == 0);
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_the_fraction_of_the_best() {
+        // p1/p0 = e^-1 ≈ 0.37, p2/p0 ≈ 0.22.
+        let c = run(SamplerConfig { temperature: 1.0, min_p: 0.3, seed: 5, ..Default::default() }, &LOGITS, 2000);
+        assert!(c[1] > 0);
+        assert_eq!(c[2] + c[3] + c[4], 0);
+    }
+
+    #[test]
+    fn repetition_penalty_discourages_seen_tokens() {
+        let mut s = Sampler::new(SamplerConfig { repetition_penalty: 3.0, ..Default::default() }).unwrap();
+        let mut idx = [0u32; 5];
+        // 2.0 / 3 < 1.0: token 1 wins once token 0 has been seen (and is penalised once).
+        assert_eq!(s.sample(&mut LOGITS.clone(), &mut idx, &[0, 0, 0]), 1);
+        let mut neg = [-1.0f32, -1.2, -5.0];
+        assert_eq!(s.sample(&mut neg, &mut idx, &[0]), 1, "negative logits are multiplied");
+    }
+
+    #[test]
+    fn bad_settings_are_errors() {
+        for cfg in [
+            SamplerConfig { temperature: -1.0, ..Default::default() },
+            SamplerConfig { top_p: 0.0, ..Default::default() },
+            SamplerConfig { min_p: 1.0, ..Default::default() },
+            SamplerConfig { repetition_penalty: 0.0, ..Default::default() },
+            SamplerConfig { temperature: f32::NAN, ..Default::default() },
+        ] {
+            assert!(Sampler::new(cfg).is_err(), "{cfg:?}");
+        }
+    }
+}

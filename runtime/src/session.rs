@@ -1,0 +1,399 @@
+//! A session: the KV cache and every activation buffer, carved once from one
+//! caller-supplied byte buffer, and the forward pass of the decoder.
+//!
+//! Buffers (shapes in elements; see `model::Layout`):
+//! ```text
+//! key_cache, value_cache  [layers][context][kv_heads·head_dim]  f32 or f16
+//! x, xb                   [hidden]        residual stream, normed copy / block output
+//! q / k, v                [heads·head_dim] / [kv_heads·head_dim]
+//! attn_out                [heads·head_dim] attention output before o_proj
+//! att                     [heads][context] attention scores
+//! hb, hb2                 [intermediate]  gate and up projections
+//! logits, sample_idx      [vocab]         last logits, sampler's index buffer
+//! cos, sin                [head_dim/2]    RoPE angles of the current position
+//! xq                      Q8_0 blocks of the widest matvec input
+//! tokens                  [context]       every token fed so far
+//! ```
+
+use crate::error::{Error, Result};
+use crate::model::{KvType, Layout, Model, Region};
+use crate::format::{Config, RopeScaling};
+use aha_kernels::{rope, Activation, BlockQ8_0, Kernels, Matrix};
+use half::f16;
+
+enum KvCache<'w> {
+    F32 { k: &'w mut [f32], v: &'w mut [f32] },
+    F16 { k: &'w mut [u16], v: &'w mut [u16] },
+}
+
+struct Scratch<'w> {
+    x: &'w mut [f32],
+    xb: &'w mut [f32],
+    q: &'w mut [f32],
+    k: &'w mut [f32],
+    v: &'w mut [f32],
+    attn_out: &'w mut [f32],
+    att: &'w mut [f32],
+    hb: &'w mut [f32],
+    hb2: &'w mut [f32],
+    logits: &'w mut [f32],
+    cos: &'w mut [f32],
+    sin: &'w mut [f32],
+    xq: &'w mut [BlockQ8_0],
+    sample_idx: &'w mut [u32],
+    tokens: &'w mut [u32],
+}
+
+/// How matvecs run: the kernel table, and under `std` an optional thread pool.
+#[derive(Clone, Copy)]
+struct Exec<'p> {
+    k: &'static Kernels,
+    integer_path: bool,
+    #[cfg(feature = "std")]
+    pool: Option<&'p aha_kernels::pool::ThreadPool>,
+    #[cfg(not(feature = "std"))]
+    _p: core::marker::PhantomData<&'p ()>,
+}
+
+impl Exec<'_> {
+    fn matvec(&self, w: &Matrix, act: &Activation, out: &mut [f32]) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = self.pool {
+            return pool.matvec(self.k, w, act, out);
+        }
+        aha_kernels::matvec(self.k, w, act, out)
+    }
+
+    /// The matvec input for weights `ws`: with its Q8_0 form when any is quantized.
+    fn activation<'x>(&self, x: &'x [f32], xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Activation<'x> {
+        if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len() % aha_kernels::QK == 0 {
+            let blocks = &mut xq[..x.len() / aha_kernels::QK];
+            (self.k.quantize_q8_0)(x, blocks);
+            Activation { x, q8: Some(blocks) }
+        } else {
+            Activation { x, q8: None }
+        }
+    }
+}
+
+pub struct Session<'m, 'w> {
+    model: &'m Model<'m>,
+    kernels: &'static Kernels,
+    context: usize,
+    pos: usize,
+    kv: KvCache<'w>,
+    s: Scratch<'w>,
+    /// Quantize matvec inputs to Q8_0 for quantized weights (the integer
+    /// path, as llama.cpp); off = dequantize weights against f32 inputs.
+    integer_path: bool,
+    #[cfg(feature = "std")]
+    pool: Option<std::sync::Arc<aha_kernels::pool::ThreadPool>>,
+}
+
+fn carve<'w>(buf: &mut &'w mut [u8], at: &mut usize, region: (usize, usize)) -> &'w mut [u8] {
+    let (offset, size) = region;
+    let rest = core::mem::take(buf);
+    let (_, rest) = rest.split_at_mut(offset - *at);
+    let (mine, rest) = rest.split_at_mut(size);
+    *at = offset + size;
+    *buf = rest;
+    mine
+}
+
+impl<'m, 'w> Session<'m, 'w> {
+    /// A session over `buf` (at least `model.memory_plan(context, kv).total()`
+    /// bytes, any alignment), with the fastest kernels this CPU has.
+    pub fn new(model: &'m Model<'m>, buf: &'w mut [u8], context: usize, kv: KvType) -> Result<Session<'m, 'w>> {
+        Session::with_kernels(model, buf, context, kv, aha_kernels::best())
+    }
+
+    pub fn with_kernels(
+        model: &'m Model<'m>,
+        buf: &'w mut [u8],
+        context: usize,
+        kv: KvType,
+        kernels: &'static Kernels,
+    ) -> Result<Session<'m, 'w>> {
+        if context == 0 {
+            return Err(Error::BadConfig { what: "context must be at least 1" });
+        }
+        let layout = Layout::new(&model.config, context, kv);
+        let needed = layout.total + crate::format::ALIGN;
+        if buf.len() < needed {
+            return Err(Error::BufferTooSmall { needed, available: buf.len() });
+        }
+        let skip = buf.as_ptr().align_offset(crate::format::ALIGN).min(crate::format::ALIGN);
+        let mut rest: &'w mut [u8] = &mut buf[skip..];
+        let mut at = 0usize;
+        let mut take = |r: Region| carve(&mut rest, &mut at, layout.regions[r as usize]);
+        let (kb, vb) = (take(Region::KeyCache), take(Region::ValueCache));
+        let kv_cache = match kv {
+            KvType::F32 => KvCache::F32 { k: f32s(kb)?, v: f32s(vb)? },
+            KvType::F16 => KvCache::F16 { k: u16s(kb)?, v: u16s(vb)? },
+        };
+        let s = Scratch {
+            x: f32s(take(Region::X))?,
+            xb: f32s(take(Region::Xb))?,
+            q: f32s(take(Region::Q))?,
+            k: f32s(take(Region::K))?,
+            v: f32s(take(Region::V))?,
+            attn_out: f32s(take(Region::AttnOut))?,
+            att: f32s(take(Region::Att))?,
+            hb: f32s(take(Region::Hb))?,
+            hb2: f32s(take(Region::Hb2))?,
+            logits: f32s(take(Region::Logits))?,
+            cos: f32s(take(Region::Cos))?,
+            sin: f32s(take(Region::Sin))?,
+            xq: bytemuck::try_cast_slice_mut(take(Region::Xq)).map_err(|_| Error::Corrupt { what: "workspace alignment" })?,
+            sample_idx: bytemuck::try_cast_slice_mut(take(Region::SampleIdx))
+                .map_err(|_| Error::Corrupt { what: "workspace alignment" })?,
+            tokens: bytemuck::try_cast_slice_mut(take(Region::Tokens))
+                .map_err(|_| Error::Corrupt { what: "workspace alignment" })?,
+        };
+        Ok(Session {
+            model,
+            kernels,
+            context,
+            pos: 0,
+            kv: kv_cache,
+            s,
+            integer_path: true,
+            #[cfg(feature = "std")]
+            pool: None,
+        })
+    }
+
+    /// Splits matvec rows across `threads` threads (std only; 1 = no pool).
+    #[cfg(feature = "std")]
+    pub fn set_threads(&mut self, threads: usize) {
+        self.pool = (threads > 1).then(|| std::sync::Arc::new(aha_kernels::pool::ThreadPool::new(threads)));
+    }
+
+    /// Shares an existing pool (several sessions, one set of threads).
+    #[cfg(feature = "std")]
+    pub fn set_pool(&mut self, pool: Option<std::sync::Arc<aha_kernels::pool::ThreadPool>>) {
+        self.pool = pool;
+    }
+
+    /// Chooses the integer path (default) or the float path for quantized weights.
+    pub fn set_integer_path(&mut self, on: bool) {
+        self.integer_path = on;
+    }
+
+    pub fn model(&self) -> &'m Model<'m> {
+        self.model
+    }
+
+    pub fn kernels(&self) -> &'static Kernels {
+        self.kernels
+    }
+
+    /// Tokens in the context so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    pub fn context(&self) -> usize {
+        self.context
+    }
+
+    /// Every token fed so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.s.tokens[..self.pos]
+    }
+
+    /// Forgets the context (the KV cache is overwritten as tokens are fed again).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Drops the context back to its first `len` tokens (e.g. to reuse a shared prompt).
+    pub fn truncate(&mut self, len: usize) {
+        self.pos = self.pos.min(len);
+    }
+
+    /// Feeds a prompt; returns the logits after its last token.
+    pub fn feed(&mut self, tokens: &[u32]) -> Result<&mut [f32]> {
+        let Some((&last, head)) = tokens.split_last() else {
+            return Ok(&mut self.s.logits[..]);
+        };
+        for &t in head {
+            self.forward(t, false)?;
+        }
+        self.forward(last, true)?;
+        Ok(&mut self.s.logits[..])
+    }
+
+    /// Feeds one token; returns the logits for the next.
+    pub fn step(&mut self, token: u32) -> Result<&mut [f32]> {
+        self.forward(token, true)?;
+        Ok(&mut self.s.logits[..])
+    }
+
+    /// The last logits (as `step` returned them).
+    pub fn logits(&self) -> &[f32] {
+        self.s.logits
+    }
+
+    /// The last logits, the sampler's index buffer and the token history, at once.
+    pub fn sampling_parts(&mut self) -> (&mut [f32], &mut [u32], &[u32]) {
+        (self.s.logits, self.s.sample_idx, &self.s.tokens[..self.pos])
+    }
+
+    /// One decoder step at the current position (Vaswani et al. 2017 with the
+    /// Llama/Qwen2 changes: pre-RMSNorm, RoPE, GQA, SwiGLU).
+    fn forward(&mut self, token: u32, want_logits: bool) -> Result<()> {
+        let c = self.model.config;
+        if token >= c.vocab_size {
+            return Err(Error::TokenOutOfRange { token, vocab: c.vocab_size });
+        }
+        if self.pos >= self.context {
+            return Err(Error::ContextFull { context: self.context });
+        }
+        let model = self.model;
+        let pos = self.pos;
+        let exec = Exec {
+            k: self.kernels,
+            integer_path: self.integer_path,
+            #[cfg(feature = "std")]
+            pool: self.pool.as_deref(),
+            #[cfg(not(feature = "std"))]
+            _p: core::marker::PhantomData,
+        };
+        let k = self.kernels;
+        let s = &mut self.s;
+        let (hd, n_heads, n_kv) = (c.head_dim as usize, c.num_heads as usize, c.num_kv_heads as usize);
+        let kv_dim = c.kv_dim();
+        let group = n_heads / n_kv;
+        let scale = 1.0 / libm::sqrtf(hd as f32);
+        let eps = c.rms_norm_eps;
+
+        s.tokens[pos] = token;
+        model.embed().dequantize_row(token as usize, s.x);
+        rope_angles(&c, pos, s.cos, s.sin);
+
+        for l in 0..c.num_layers as usize {
+            let w = model.layer(l);
+
+            // Attention block: x += o_proj(attention(rmsnorm(x))).
+            (k.rmsnorm)(s.xb, s.x, w.attn_norm, eps);
+            let act = exec.activation(s.xb, s.xq, &[&w.wq, &w.wk, &w.wv]);
+            exec.matvec(&w.wq, &act, s.q);
+            exec.matvec(&w.wk, &act, s.k);
+            exec.matvec(&w.wv, &act, s.v);
+            for (y, b) in [(&mut *s.q, w.bq), (&mut *s.k, w.bk), (&mut *s.v, w.bv)] {
+                if let Some(b) = b {
+                    (k.add_bias)(y, b);
+                }
+            }
+            (k.rope)(s.q, hd, s.cos, s.sin);
+            (k.rope)(s.k, hd, s.cos, s.sin);
+
+            let layer_base = l * self.context * kv_dim;
+            let row = layer_base + pos * kv_dim;
+            match &mut self.kv {
+                KvCache::F32 { k: kc, v: vc } => {
+                    kc[row..row + kv_dim].copy_from_slice(s.k);
+                    vc[row..row + kv_dim].copy_from_slice(s.v);
+                }
+                KvCache::F16 { k: kc, v: vc } => {
+                    for (d, &x) in kc[row..row + kv_dim].iter_mut().zip(s.k.iter()) {
+                        *d = f16::from_f32(x).to_bits();
+                    }
+                    for (d, &x) in vc[row..row + kv_dim].iter_mut().zip(s.v.iter()) {
+                        *d = f16::from_f32(x).to_bits();
+                    }
+                }
+            }
+
+            let span = pos + 1;
+            for h in 0..n_heads {
+                let kvh = h / group;
+                let q = &s.q[h * hd..(h + 1) * hd];
+                let att = &mut s.att[h * self.context..h * self.context + span];
+                let out = &mut s.attn_out[h * hd..(h + 1) * hd];
+                out.fill(0.0);
+                match &self.kv {
+                    KvCache::F32 { k: kc, v: vc } => {
+                        for (t, a) in att.iter_mut().enumerate() {
+                            let at = layer_base + t * kv_dim + kvh * hd;
+                            *a = (k.dot_f32_f32)(q, &kc[at..at + hd]) * scale;
+                        }
+                        (k.softmax)(att);
+                        for (t, &a) in att.iter().enumerate() {
+                            let at = layer_base + t * kv_dim + kvh * hd;
+                            (k.axpy_f32)(a, &vc[at..at + hd], out);
+                        }
+                    }
+                    KvCache::F16 { k: kc, v: vc } => {
+                        for (t, a) in att.iter_mut().enumerate() {
+                            let at = layer_base + t * kv_dim + kvh * hd;
+                            *a = (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q) * scale;
+                        }
+                        (k.softmax)(att);
+                        for (t, &a) in att.iter().enumerate() {
+                            let at = layer_base + t * kv_dim + kvh * hd;
+                            (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), out);
+                        }
+                    }
+                }
+            }
+            let act = exec.activation(s.attn_out, s.xq, &[&w.wo]);
+            exec.matvec(&w.wo, &act, s.xb);
+            add(s.x, s.xb);
+
+            // MLP block: x += down(silu(gate(h)) · up(h)), h = rmsnorm(x).
+            (k.rmsnorm)(s.xb, s.x, w.mlp_norm, eps);
+            let act = exec.activation(s.xb, s.xq, &[&w.w_gate, &w.w_up]);
+            exec.matvec(&w.w_gate, &act, s.hb);
+            exec.matvec(&w.w_up, &act, s.hb2);
+            (k.swiglu)(s.hb, s.hb2);
+            let act = exec.activation(s.hb, s.xq, &[&w.w_down]);
+            exec.matvec(&w.w_down, &act, s.xb);
+            add(s.x, s.xb);
+        }
+        self.pos += 1;
+
+        if want_logits {
+            (k.rmsnorm)(s.xb, s.x, model.final_norm(), eps);
+            let head = model.lm_head();
+            let act = exec.activation(s.xb, s.xq, &[&head]);
+            exec.matvec(&head, &act, s.logits);
+        }
+        Ok(())
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn f32s(b: &mut [u8]) -> Result<&mut [f32]> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::Corrupt { what: "workspace alignment" })
+}
+
+fn u16s(b: &mut [u8]) -> Result<&mut [u16]> {
+    bytemuck::try_cast_slice_mut(b).map_err(|_| Error::Corrupt { what: "workspace alignment" })
+}
+
+/// RoPE's cos/sin table for `pos`, with the model's frequency scaling.
+fn rope_angles(c: &Config, pos: usize, cos: &mut [f32], sin: &mut [f32]) {
+    let hd = c.head_dim as usize;
+    rope::cos_sin_with(
+        pos,
+        hd,
+        |i| {
+            let f = rope::inv_freq(i, hd, c.rope_theta);
+            match c.rope_scaling {
+                RopeScaling::None => f,
+                RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } => {
+                    rope::llama3_scale(f, factor, low_freq_factor, high_freq_factor, original_max_position as f32)
+                }
+            }
+        },
+        cos,
+        sin,
+    )
+}

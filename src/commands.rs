@@ -1,0 +1,249 @@
+//! The CLI's commands: each turns arguments into library calls and prints.
+
+use aha_runtime::convert::{convert as convert_checkpoint, ConvertOptions};
+use aha_runtime::load::ModelBytes;
+use aha_runtime::tokenizer::Tokenizer;
+use aha_runtime::{GenerateOptions, Generator, KvType, Model, Phase, Sampler, SamplerConfig, Session};
+use aha_kernels::DType;
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+fn dtype(name: &str) -> Result<DType> {
+    DType::from_name(name).ok_or_else(|| anyhow!("unknown dtype `{name}` (f32, f16, bf16, q8_0, q4_0)"))
+}
+
+pub fn convert(hf_dir: &Path, out: &Path, weights: &str, output: Option<&str>) -> Result<()> {
+    let mut opts = ConvertOptions::new(dtype(weights)?);
+    opts.output_dtype = output.map(dtype).transpose()?;
+    let start = Instant::now();
+    let report = convert_checkpoint(hf_dir, out, &opts).with_context(|| format!("converting {}", hf_dir.display()))?;
+    for f in &report.fallbacks {
+        eprintln!("note: {f}");
+    }
+    if !report.skipped.is_empty() {
+        eprintln!("note: {} unused checkpoint tensors skipped ({})", report.skipped.len(), report.skipped.join(", "));
+    }
+    if !report.tokenizer {
+        eprintln!("note: no tokenizer.json in {}; the model file has no tokenizer", hf_dir.display());
+    }
+    eprintln!(
+        "wrote {} ({} tensors, {:.1} MB of weights, {}) in {:.1}s",
+        out.display(),
+        report.tensors,
+        report.weight_bytes as f64 / 1e6,
+        weights,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn open_model(path: &Path) -> Result<ModelBytes> {
+    ModelBytes::open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+fn parse_model<'a>(path: &Path, bytes: &'a ModelBytes) -> Result<Model<'a>> {
+    Model::from_bytes(bytes.bytes()).with_context(|| format!("reading {}", path.display()))
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    pub model: PathBuf,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// 0 = greedy. The default follows DeepSeek's advice for R1 students.
+    #[arg(long, default_value_t = 0.6)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Context length (prompt + generation); default: the model's, capped at 4096.
+    #[arg(long)]
+    pub context: Option<usize>,
+    /// Keep the KV cache in f16 (half the memory).
+    #[arg(long)]
+    pub kv_f16: bool,
+    /// Print only the answer, not the text inside <think>…</think>.
+    #[arg(long)]
+    pub hide_thinking: bool,
+    /// Force </think> after this many thinking tokens.
+    #[arg(long)]
+    pub think_budget: Option<usize>,
+}
+
+pub fn run(a: &RunArgs) -> Result<()> {
+    let bytes = open_model(&a.model)?;
+    let model = parse_model(&a.model, &bytes)?;
+    let tokenizer = model.tokenizer().context("this command needs a model file with a tokenizer")?;
+    let prompt = tokenizer.encode_to_vec(&a.prompt).map_err(|e| anyhow!("encoding the prompt: {e}"))?;
+    if prompt.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    let context = a.context.unwrap_or((model.config.max_position as usize).min(4096)).max(prompt.len() + 1);
+    let kv = if a.kv_f16 { KvType::F16 } else { KvType::F32 };
+    let mut buf = model.memory_plan(context, kv).allocate();
+    let mut session = Session::new(&model, &mut buf, context, kv)?;
+    session.set_threads(a.threads);
+    let sampler = Sampler::new(SamplerConfig {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repetition_penalty: a.repetition_penalty,
+        seed: a.seed,
+    })?;
+    let options = GenerateOptions { max_tokens: a.max_tokens, think_budget: a.think_budget, ..Default::default() };
+    let mut generator = Generator::new(&mut session, &tokenizer, sampler, options);
+
+    let t0 = Instant::now();
+    generator.prompt(&prompt)?;
+    let prompt_time = t0.elapsed();
+    let t1 = Instant::now();
+    let mut out = std::io::stdout().lock();
+    let mut thinking_hidden = false;
+    while let Some(event) = generator.next()? {
+        if a.hide_thinking && event.phase == Phase::Thinking {
+            thinking_hidden = true;
+            continue;
+        }
+        out.write_all(event.text.as_bytes())?;
+        out.flush()?;
+    }
+    let gen_time = t1.elapsed();
+    writeln!(out)?;
+    let produced = generator.produced();
+    let thinking = generator.thinking_tokens();
+    let finish = generator.finish();
+    drop(generator);
+    eprintln!(
+        "\n[{} prompt tokens at {:.1} tok/s; {} generated at {:.1} tok/s ({} thinking{}); finished: {:?}; {} thread(s), {} kernels]",
+        prompt.len(),
+        prompt.len() as f64 / prompt_time.as_secs_f64(),
+        produced,
+        produced as f64 / gen_time.as_secs_f64(),
+        thinking,
+        if thinking_hidden { ", hidden" } else { "" },
+        finish,
+        a.threads,
+        session.kernels().name,
+    );
+    Ok(())
+}
+
+pub fn logits(path: &Path, tokens: &[u32], all: bool, threads: usize) -> Result<()> {
+    let bytes = open_model(path)?;
+    let model = parse_model(path, &bytes)?;
+    let mut buf = model.memory_plan(tokens.len(), KvType::F32).allocate();
+    let mut session = Session::new(&model, &mut buf, tokens.len(), KvType::F32)?;
+    session.set_threads(threads);
+    let mut rows = Vec::new();
+    if all {
+        for &t in tokens {
+            rows.push(session.step(t)?.to_vec());
+        }
+    } else {
+        rows.push(session.feed(tokens)?.to_vec());
+    }
+    let json = if all { serde_json::to_string(&rows)? } else { serde_json::to_string(&rows[0])? };
+    println!("{json}");
+    Ok(())
+}
+
+/// A tokenizer from an .aha file or a tokenizer.json; the closure gets it.
+fn with_tokenizer<T>(path: &Path, f: impl FnOnce(&Tokenizer) -> Result<T>) -> Result<T> {
+    if path.extension().is_some_and(|e| e == "json") {
+        let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let config = std::fs::read_to_string(&config_path).ok();
+        let blob = aha_runtime::tokenizer::build_from_json(&json, config.as_deref())
+            .with_context(|| format!("reading {}", path.display()))?;
+        let tokenizer = Tokenizer::parse(&blob).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        f(&tokenizer)
+    } else {
+        let bytes = open_model(path)?;
+        let file = aha_runtime::ModelFile::parse(bytes.bytes()).with_context(|| format!("reading {}", path.display()))?;
+        let blob = file.header.tokenizer.ok_or_else(|| anyhow!("{}: the model file has no tokenizer", path.display()))?;
+        let tokenizer = Tokenizer::parse(blob).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        f(&tokenizer)
+    }
+}
+
+pub fn tokenize(path: &Path, text: &str) -> Result<()> {
+    with_tokenizer(path, |t| {
+        let ids = t.encode_to_vec(text).map_err(|e| anyhow!("{e}"))?;
+        println!("{}", serde_json::to_string(&ids)?);
+        Ok(())
+    })
+}
+
+pub fn detokenize(path: &Path, ids: &[u32]) -> Result<()> {
+    with_tokenizer(path, |t| {
+        let text = t.decode_to_string(ids).map_err(|e| anyhow!("{e}"))?;
+        println!("{text}");
+        Ok(())
+    })
+}
+
+pub fn inspect(path: &Path, context: usize, verify: bool) -> Result<()> {
+    let bytes = open_model(path)?;
+    let model = parse_model(path, &bytes)?;
+    let c = &model.config;
+    let file = &model.file;
+    let p = &file.header.provenance;
+    println!("file        {} ({:.1} MB, format v{})", path.display(), bytes.bytes().len() as f64 / 1e6, file.version);
+    println!("source      {} (by {}, {})", p.source, p.converter, p.quantization);
+    println!(
+        "arch        {}: {} layers, hidden {}, intermediate {}, {} heads / {} kv heads × {}, vocab {}",
+        c.arch.name(),
+        c.num_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_heads,
+        c.num_kv_heads,
+        c.head_dim,
+        c.vocab_size
+    );
+    println!(
+        "            rope θ {} ({:?}), rms eps {:e}, max positions {}, tied embeddings {}, qkv bias {}",
+        c.rope_theta, c.rope_scaling, c.rms_norm_eps, c.max_position, c.tie_embeddings, c.attention_bias
+    );
+    match model.tokenizer() {
+        Ok(t) => println!("tokenizer   byte-level BPE, {} tokens", t.vocab_size()),
+        Err(_) => println!("tokenizer   none"),
+    }
+    println!("tensors     {} ({:.2} MB of weights)", file.header.tensor_count, model.weight_bytes() as f64 / 1e6);
+    for info in file.tensors() {
+        let info = info?;
+        let (r, cols) = info.rows_cols();
+        let shape = if info.rank == 1 { format!("[{cols}]") } else { format!("[{r}, {cols}]") };
+        println!("  {:<52} {:>5} {:>14} {:>12} B", info.name, info.dtype()?.name(), shape, info.len);
+    }
+    for kv in [KvType::F32, KvType::F16] {
+        let plan = model.memory_plan(context, kv);
+        println!(
+            "memory      context {context}, {:?} KV cache: {:.2} MB KV + {:.2} MB scratch = {:.2} MB",
+            kv,
+            plan.kv_bytes as f64 / 1e6,
+            plan.scratch_bytes as f64 / 1e6,
+            plan.total() as f64 / 1e6
+        );
+    }
+    if verify {
+        file.verify().with_context(|| format!("verifying {}", path.display()))?;
+        println!("verify      every tensor's checksum matches");
+    }
+    Ok(())
+}
