@@ -1,1 +1,82 @@
-fn main(){}
+//! End-to-end decode speed: tokens/s of one `Session::step` on a random
+//! ~122M-parameter Qwen2 (768 wide, 12 layers, 12 heads / 2 KV heads, head
+//! dim 64, intermediate 2048, vocab 32000, untied embeddings: the shape of the
+//! llama.cpp comparison in the project brief), at Q8_0 and Q4_0, on 1 and 2
+//! threads, with the context held between 16 and 144 tokens.
+//!
+//! Bytes of weights read per token are printed so tok/s converts to GB/s:
+//! GB/s = tok/s × bytes/token (compare with the `bandwidth` group of the
+//! kernels bench). Run: `cargo bench --bench decode`.
+
+use aha_kernels::DType;
+use aha_runtime::format::{Arch, Config, RopeScaling};
+use aha_runtime::{KvType, Model, Session};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn qwen2_122m() -> Config {
+    Config {
+        arch: Arch::Qwen2,
+        vocab_size: 32000,
+        hidden_size: 768,
+        intermediate_size: 2048,
+        num_layers: 12,
+        num_heads: 12,
+        num_kv_heads: 2,
+        head_dim: 64,
+        rope_theta: 1_000_000.0,
+        rope_scaling: RopeScaling::None,
+        rms_norm_eps: 1e-6,
+        max_position: 4096,
+        tie_embeddings: false,
+        attention_bias: true,
+    }
+}
+
+/// The model file, written once into target/ and reused.
+fn model_file(dtype: DType) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("qwen2-122m-{}.aha", dtype.name()));
+    if Model::from_bytes(&std::fs::read(&path).unwrap_or_default()).is_err() {
+        aha_runtime::writer::write_random_model(&path, &qwen2_122m(), dtype, None, 42).unwrap();
+    }
+    path
+}
+
+fn decode(c: &mut Criterion) {
+    for dtype in [DType::Q8_0, DType::Q4_0] {
+        let bytes = std::fs::read(model_file(dtype)).unwrap();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let embed_row = model.embed().row_bytes() as u64;
+        let per_token = model.weight_bytes() - model.embed().data.len() as u64 + embed_row;
+        eprintln!("{}: {:.1} MB of weights read per token", dtype, per_token as f64 / 1e6);
+        let mut group = c.benchmark_group(format!("decode/qwen2-122m-{}", dtype.name()));
+        group.throughput(Throughput::Elements(1));
+        group.sample_size(20);
+        group.measurement_time(Duration::from_secs(6));
+        for threads in [1, 2] {
+            let context = 160;
+            let mut buf = model.memory_plan(context, KvType::F32).allocate();
+            let mut session = Session::new(&model, &mut buf, context, KvType::F32).unwrap();
+            session.set_threads(threads);
+            let prompt: Vec<u32> = (0..16).map(|i| (i * 997) % 32000).collect();
+            session.feed(&prompt).unwrap();
+            let mut token = 1u32;
+            group.bench_function(format!("{threads}-thread"), |b| {
+                b.iter(|| {
+                    if session.position() >= 144 {
+                        session.truncate(16);
+                    }
+                    let logits = session.step(token).unwrap();
+                    token = aha_runtime::sampler::argmax(logits);
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

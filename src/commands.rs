@@ -3,7 +3,7 @@
 use aha_runtime::convert::{convert as convert_checkpoint, ConvertOptions};
 use aha_runtime::load::ModelBytes;
 use aha_runtime::tokenizer::Tokenizer;
-use aha_runtime::{GenerateOptions, Generator, KvType, Model, Phase, Sampler, SamplerConfig, Session};
+use aha_runtime::{GenerateOptions, Generator, KvType, Model, Phase, Sampler, SamplerConfig, Session, Template};
 use aha_kernels::DType;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// Print only the answer, not the text inside <think>…</think>.
     #[arg(long)]
     pub hide_thinking: bool,
+    /// Prompt template: auto (from the tokenizer's special tokens), raw, r1-zero, chatml, r1-distill.
+    #[arg(long, default_value = "auto")]
+    pub template: String,
     /// Force </think> after this many thinking tokens.
     #[arg(long)]
     pub think_budget: Option<usize>,
@@ -88,7 +91,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let bytes = open_model(&a.model)?;
     let model = parse_model(&a.model, &bytes)?;
     let tokenizer = model.tokenizer().context("this command needs a model file with a tokenizer")?;
-    let prompt = tokenizer.encode_to_vec(&a.prompt).map_err(|e| anyhow!("encoding the prompt: {e}"))?;
+    let template = match a.template.as_str() {
+        "auto" => Template::detect(&tokenizer),
+        name => Template::from_name(name)
+            .ok_or_else(|| anyhow!("unknown template `{name}` (auto, {})", Template::NAMES.join(", ")))?,
+    };
+    let mut text = String::new();
+    template.render(&a.prompt, &mut text)?;
+    let prompt = tokenizer.encode_to_vec(&text).map_err(|e| anyhow!("encoding the prompt: {e}"))?;
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
     }

@@ -10,8 +10,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{Arch, Config, Provenance, RopeScaling};
-use crate::model::{EMBED, FINAL_NORM, LAYER_TENSORS, LM_HEAD};
-use crate::writer::{ModelWriter, TensorSpec};
+use crate::model::{EMBED, LM_HEAD};
+use crate::writer::{canonical_specs, ModelWriter, TensorSpec};
 use aha_kernels::DType;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -295,35 +295,29 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertR
     };
 
     let mut report = ConvertReport { config: Some(config), ..Default::default() };
-    // The canonical order: embeddings, each layer's tensors, final norm, lm_head.
-    let mut names: Vec<String> = vec![EMBED.to_string()];
-    for l in 0..config.num_layers {
-        for t in LAYER_TENSORS {
-            let is_bias = t.ends_with(".bias");
-            if is_bias && !config.attention_bias {
-                continue;
-            }
-            names.push(format!("model.layers.{l}.{t}"));
-        }
-    }
-    names.push(FINAL_NORM.to_string());
-    if !config.tie_embeddings {
-        names.push(LM_HEAD.to_string());
-    }
+    // The canonical order and shapes the runtime reads, from the config alone.
+    let expected = canonical_specs(&config, opts.dtype);
     for name in source.keys() {
-        if !names.contains(name) {
+        if !expected.iter().any(|s| &s.name == name) {
             report.skipped.push(name.clone());
         }
     }
-
-    let mut specs = Vec::with_capacity(names.len());
-    for name in &names {
-        let t = source.get(name).ok_or_else(|| invalid(format!("{}: tensor {name} is missing", dir.display())))?;
+    let mut specs = Vec::with_capacity(expected.len());
+    for spec in expected {
+        let name = spec.name;
+        let t = source.get(&name).ok_or_else(|| invalid(format!("{}: tensor {name} is missing", dir.display())))?;
+        if t.shape != spec.shape {
+            return Err(invalid(format!(
+                "{}: tensor {name} has shape {:?} but config.json implies {:?}",
+                t.file.display(),
+                t.shape,
+                spec.shape
+            )));
+        }
         if element_bytes(&t.dtype).is_none() {
             return Err(invalid(format!("tensor {name}: dtype {} is not supported (F32, F16, BF16, F64 are)", t.dtype)));
         }
-        let is_matrix = t.shape.len() == 2;
-        let wanted = if !is_matrix {
+        let wanted = if spec.dtype == DType::F32 && t.shape.len() == 1 {
             DType::F32
         } else if name == LM_HEAD || (name == EMBED && config.tie_embeddings) {
             opts.output()
@@ -337,7 +331,7 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertR
             report.fallbacks.push(format!("{name}: {cols} columns are not a multiple of 32, stored as f16"));
             DType::F16
         };
-        specs.push(TensorSpec { name: name.clone(), dtype, shape: t.shape.clone() });
+        specs.push(TensorSpec { name, dtype, shape: t.shape.clone() });
     }
 
     let tokenizer = read_tokenizer(dir)?;

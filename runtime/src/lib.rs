@@ -18,6 +18,7 @@ pub mod generate;
 pub mod model;
 pub mod sampler;
 pub mod session;
+pub mod template;
 pub mod tokenizer;
 #[cfg(feature = "std")]
 pub mod convert;
@@ -32,3 +33,4 @@ pub use generate::{Event, Finish, GenerateOptions, Generator, Phase};
 pub use model::{KvType, MemoryPlan, Model};
 pub use sampler::{Sampler, SamplerConfig};
 pub use session::Session;
+pub use template::Template;

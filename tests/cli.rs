@@ -1,0 +1,104 @@
+//! The `aha` program end to end: convert, inspect, logits, tokenize,
+//! detokenize, run; and clear errors (naming the file) on bad input.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn aha(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aha")).args(args).output().expect("running aha")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "aha failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn err(out: &Output) -> String {
+    assert!(!out.status.success(), "aha should have failed");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "aha panicked: {stderr}");
+    stderr
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen2-tokenizer")
+}
+
+fn convert(tmp: &Path, dtype: &str) -> PathBuf {
+    let out = tmp.join(format!("m-{dtype}.aha"));
+    ok(&aha(&["convert", fixture().to_str().unwrap(), "-o", out.to_str().unwrap(), "--dtype", dtype]));
+    out
+}
+
+#[test]
+fn convert_inspect_logits_tokenize_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = convert(tmp.path(), "f32");
+    let m = model.to_str().unwrap();
+
+    let info = ok(&aha(&["inspect", m, "--context", "128", "--verify"]));
+    assert!(info.contains("qwen2") && info.contains("model.layers.1.mlp.down_proj.weight"), "{info}");
+    assert!(info.contains("checksum matches"), "{info}");
+
+    // Last-position logits equal the reference's last row within 1e-4.
+    let r = reference(&fixture());
+    let seq: Vec<String> = r.inputs[0].iter().map(|t| t.to_string()).collect();
+    let json = ok(&aha(&["logits", m, "--tokens", &seq.join(",")]));
+    let got: Vec<f32> = serde_json::from_str(&json).unwrap();
+    let want = r.logits[0].last().unwrap();
+    assert!(max_rel_err(&[got], &[want.clone()]) < 1e-4);
+    let all: Vec<Vec<f32>> = serde_json::from_str(&ok(&aha(&["logits", m, "--tokens", &seq.join(","), "--all"]))).unwrap();
+    assert_eq!(all.len(), seq.len());
+
+    // Tokenize from the model file and from tokenizer.json agree with HF.
+    let g = &r.json["greedy_text"];
+    let text = g["prompt"].as_str().unwrap();
+    let want_ids: Vec<u32> = serde_json::from_value(g["prompt_ids"].clone()).unwrap();
+    for source in [m.to_string(), fixture().join("tokenizer.json").to_str().unwrap().to_string()] {
+        let ids: Vec<u32> = serde_json::from_str(&ok(&aha(&["tokenize", &source, text]))).unwrap();
+        assert_eq!(ids, want_ids, "{source}");
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        assert_eq!(ok(&aha(&["detokenize", &source, &list.join(",")])).trim_end_matches('\n'), text);
+    }
+
+    let q = convert(tmp.path(), "q4_0");
+    let out = aha(&["run", q.to_str().unwrap(), "--prompt", text, "--max-tokens", "8", "--temperature", "0", "--template", "raw"]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tok/s"), "{stderr}");
+}
+
+#[test]
+fn bad_input_gives_named_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope.aha");
+    assert!(err(&aha(&["inspect", missing.to_str().unwrap()])).contains("nope.aha"));
+
+    let junk = tmp.path().join("junk.aha");
+    std::fs::write(&junk, b"definitely not a model").unwrap();
+    let e = err(&aha(&["run", junk.to_str().unwrap(), "--prompt", "hi"]));
+    assert!(e.contains("junk.aha") && e.contains("magic"), "{e}");
+
+    let model = convert(tmp.path(), "q8_0");
+    let m = model.to_str().unwrap();
+    assert!(err(&aha(&["logits", m, "--tokens", "1,x,3"])).contains("`x`"));
+    assert!(err(&aha(&["logits", m, "--tokens", "1,99999"])).contains("99999"));
+    assert!(err(&aha(&["convert", fixture().to_str().unwrap(), "-o", "x.aha", "--dtype", "q3"])).contains("q3"));
+    assert!(err(&aha(&["run", m, "--prompt", "hi", "--top-p", "0"])).contains("top_p"));
+
+    // A checkpoint whose config disagrees with its tensors names the tensor; the
+    // output file is not created.
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixture().join(f), broken.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture().join("config.json")).unwrap();
+    std::fs::write(broken.join("config.json"), config.replace("\"intermediate_size\": 192", "\"intermediate_size\": 160")).unwrap();
+    let out = tmp.path().join("broken.aha");
+    let e = err(&aha(&["convert", broken.to_str().unwrap(), "-o", out.to_str().unwrap()]));
+    assert!(e.contains("mlp") || e.contains("intermediate"), "{e}");
+    assert!(!out.exists(), "a failed conversion leaves no file");
+}
