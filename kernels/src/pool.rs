@@ -104,31 +104,53 @@ impl ThreadPool {
     /// `out[r] = w[r]·x` with the rows split into one contiguous share per
     /// thread (shares are multiples of 16 rows so SIMD row-blocking holds).
     pub fn matvec(&self, k: &Kernels, w: &Matrix, act: &Activation, out: &mut [f32]) {
+        self.matvecs(k, act, &mut [(w, out)]);
+    }
+
+    /// Several matvecs of one input (q/k/v, or gate/up) in one hand-off: their
+    /// rows are treated as one range and split evenly across threads, so the
+    /// threads meet once instead of once per matrix.
+    pub fn matvecs(&self, k: &Kernels, act: &Activation, jobs: &mut [(&Matrix, &mut [f32])]) {
+        let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
         let n = self.threads();
-        if n == 1 || w.rows < 64 {
-            return matvec(k, w, act, out);
-        }
-        let share = w.rows.div_ceil(n).next_multiple_of(16);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        let rows = w.rows;
-        self.run(&|t| {
-            let start = (t * share).min(rows);
-            let end = ((t + 1) * share).min(rows);
-            if start == end {
-                return;
+        if n == 1 || total < 64 {
+            for (w, out) in jobs.iter_mut() {
+                matvec(k, w, act, out);
             }
-            let p = &out_ptr;
-            // SAFETY: the shares [start, end) are disjoint for distinct `t` and
-            // lie inside `out`, which outlives `run`.
-            let part = unsafe { core::slice::from_raw_parts_mut(p.0.add(start), end - start) };
-            matvec(k, &w.rows(start..end), act, part);
+            return;
+        }
+        let share = total.div_ceil(n).next_multiple_of(16);
+        // (matrix, first row in the combined range, output pointer), at most 4 jobs.
+        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] = core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
+        assert!(jobs.len() <= parts.len(), "at most 4 matvecs per hand-off");
+        let mut first = 0;
+        for (slot, (w, out)) in parts.iter_mut().zip(jobs.iter_mut()) {
+            assert_eq!(out.len(), w.rows, "output length must equal the matrix's rows");
+            *slot = (Some(*w), first, SendPtr(out.as_mut_ptr()));
+            first += w.rows;
+        }
+        self.run(&|t| {
+            let (lo, hi) = ((t * share).min(total), ((t + 1) * share).min(total));
+            for (w, first, ptr) in &parts {
+                let Some(w) = w else { continue };
+                let (start, end) = (lo.max(*first) - first, hi.min(first + w.rows).saturating_sub(*first));
+                if start >= end || lo >= first + w.rows {
+                    continue;
+                }
+                // SAFETY: for distinct `t` the combined ranges [lo, hi) are
+                // disjoint, so the rows [start, end) of each output are too;
+                // they lie inside that output, which outlives `run`.
+                let part = unsafe { core::slice::from_raw_parts_mut(ptr.0.add(start), end - start) };
+                matvec(k, &w.rows(start..end), act, part);
+            }
         });
     }
 }
 
 struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint sub-slices of one buffer to pool threads.
+// SAFETY: used only to hand disjoint sub-slices of buffers to pool threads.
 unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
 
 fn worker(s: &Shared, index: usize) {
     let mut seen = 0usize;
@@ -222,6 +244,11 @@ mod tests {
             let mut got = vec![0.0; rows];
             pool.matvec(crate::scalar(), &m, &act, &mut got);
             assert_eq!(want, got);
+            // Three matrices in one hand-off: rows 0..100, 100..117, 117..301.
+            let (a, b, c) = (m.rows(0..100), m.rows(100..117), m.rows(117..301));
+            let (mut oa, mut ob, mut oc) = (vec![0.0; 100], vec![0.0; 17], vec![0.0; 184]);
+            pool.matvecs(crate::scalar(), &act, &mut [(&a, &mut oa), (&b, &mut ob), (&c, &mut oc)]);
+            assert_eq!([oa, ob, oc].concat(), want);
         }
     }
 }

@@ -64,6 +64,17 @@ impl Exec<'_> {
         aha_kernels::matvec(self.k, w, act, out)
     }
 
+    /// Several matvecs of one input, in one hand-off to the threads.
+    fn matvecs(&self, act: &Activation, jobs: &mut [(&Matrix, &mut [f32])]) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = self.pool {
+            return pool.matvecs(self.k, act, jobs);
+        }
+        for (w, out) in jobs.iter_mut() {
+            aha_kernels::matvec(self.k, w, act, out);
+        }
+    }
+
     /// The matvec input for weights `ws`: with its Q8_0 form when any is quantized.
     fn activation<'x>(&self, x: &'x [f32], xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Activation<'x> {
         if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len() % aha_kernels::QK == 0 {
@@ -278,9 +289,7 @@ impl<'m, 'w> Session<'m, 'w> {
             // Attention block: x += o_proj(attention(rmsnorm(x))).
             (k.rmsnorm)(s.xb, s.x, w.attn_norm, eps);
             let act = exec.activation(s.xb, s.xq, &[&w.wq, &w.wk, &w.wv]);
-            exec.matvec(&w.wq, &act, s.q);
-            exec.matvec(&w.wk, &act, s.k);
-            exec.matvec(&w.wv, &act, s.v);
+            exec.matvecs(&act, &mut [(&w.wq, &mut *s.q), (&w.wk, &mut *s.k), (&w.wv, &mut *s.v)]);
             for (y, b) in [(&mut *s.q, w.bq), (&mut *s.k, w.bk), (&mut *s.v, w.bv)] {
                 if let Some(b) = b {
                     (k.add_bias)(y, b);
@@ -345,8 +354,7 @@ impl<'m, 'w> Session<'m, 'w> {
             // MLP block: x += down(silu(gate(h)) · up(h)), h = rmsnorm(x).
             (k.rmsnorm)(s.xb, s.x, w.mlp_norm, eps);
             let act = exec.activation(s.xb, s.xq, &[&w.w_gate, &w.w_up]);
-            exec.matvec(&w.w_gate, &act, s.hb);
-            exec.matvec(&w.w_up, &act, s.hb2);
+            exec.matvecs(&act, &mut [(&w.w_gate, &mut *s.hb), (&w.w_up, &mut *s.hb2)]);
             (k.swiglu)(s.hb, s.hb2);
             let act = exec.activation(s.hb, s.xq, &[&w.w_down]);
             exec.matvec(&w.w_down, &act, s.xb);
