@@ -98,7 +98,12 @@ pub fn run(a: &RunArgs) -> Result<()> {
     };
     let mut text = String::new();
     template.render(&a.prompt, &mut text)?;
-    let prompt = tokenizer.encode_to_vec(&text).map_err(|e| anyhow!("encoding the prompt: {e}"))?;
+    let mut prompt = tokenizer.encode_to_vec(&text).map_err(|e| anyhow!("encoding the prompt: {e}"))?;
+    if let (true, Some(bos)) = (tokenizer.add_bos(), tokenizer.bos()) {
+        if prompt.first() != Some(&bos) {
+            prompt.insert(0, bos);
+        }
+    }
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
@@ -175,11 +180,7 @@ pub fn logits(path: &Path, tokens: &[u32], all: bool, threads: usize) -> Result<
 /// A tokenizer from an .aha file or a tokenizer.json; the closure gets it.
 fn with_tokenizer<T>(path: &Path, f: impl FnOnce(&Tokenizer) -> Result<T>) -> Result<T> {
     if path.extension().is_some_and(|e| e == "json") {
-        let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let config_path = path.with_file_name("tokenizer_config.json");
-        let config = std::fs::read_to_string(&config_path).ok();
-        let blob = aha_runtime::tokenizer::build_from_json(&json, config.as_deref())
-            .with_context(|| format!("reading {}", path.display()))?;
+        let blob = aha_runtime::tokenizer::load_json(path).with_context(|| format!("reading {}", path.display()))?;
         let tokenizer = Tokenizer::parse(&blob).map_err(|e| anyhow!("{}: {e}", path.display()))?;
         f(&tokenizer)
     } else {

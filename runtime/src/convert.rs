@@ -377,16 +377,16 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertR
     Ok(report)
 }
 
-/// The tokenizer blob from `tokenizer.json` (and `tokenizer_config.json`), if present.
+/// The tokenizer blob from `tokenizer.json` (with `tokenizer_config.json` and
+/// `generation_config.json` beside it for the template, bos/eos and stop ids),
+/// if the folder has one.
 pub fn read_tokenizer(dir: &Path) -> Result<Option<Vec<u8>>> {
     let path = dir.join("tokenizer.json");
     if !path.exists() {
         return Ok(None);
     }
-    let json = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let config_path = dir.join("tokenizer_config.json");
-    let config = if config_path.exists() { Some(std::fs::read_to_string(&config_path).map_err(io(&config_path))?) } else { None };
-    crate::tokenizer::build_from_json(&json, config.as_deref())
-        .map(Some)
-        .map_err(|e| invalid(format!("{}: {e}", path.display())))
+    crate::tokenizer::load_json(&path).map(Some).map_err(|e| match e {
+        Error::Invalid(msg) => invalid(format!("{}: {msg}", path.display())),
+        other => other,
+    })
 }

@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::sampler::Sampler;
 use crate::session::Session;
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::{TextDecoder, Tokenizer};
 
 /// Where a token lies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +76,8 @@ pub struct Generator<'g, 'm, 'w> {
     /// Sampled, not yet fed to the session.
     pending: Option<u32>,
     finish: Option<Finish>,
-    /// Bytes of an incomplete UTF-8 character carried to the next token.
-    carry: heapless::Vec<u8, 4>,
+    /// Holds back bytes of a character split across tokens.
+    decoder: TextDecoder,
     text: heapless::String<EVENT_TEXT>,
     started: bool,
 }
@@ -90,7 +90,8 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
         options: GenerateOptions,
     ) -> Generator<'g, 'm, 'w> {
         let mut stops = heapless::Vec::new();
-        for t in STOP_TEXTS.iter().filter_map(|s| tokenizer.token_id(s)).chain(options.stop_tokens.iter().copied()) {
+        let by_text = STOP_TEXTS.iter().filter_map(|s| tokenizer.token_id(s));
+        for t in tokenizer.stop_ids().chain(by_text).chain(options.stop_tokens.iter().copied()) {
             if !stops.contains(&t) {
                 let _ = stops.push(t);
             }
@@ -108,7 +109,7 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
             thinking: 0,
             pending: None,
             finish: None,
-            carry: heapless::Vec::new(),
+            decoder: TextDecoder::new(),
             text: heapless::String::new(),
             started: false,
         }
@@ -183,8 +184,8 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
             self.finish = Some(Finish::Stop);
         } else {
             self.pending = Some(token);
-            let bytes = self.tokenizer.token_bytes(token).unwrap_or(&[]);
-            self.push_utf8(bytes);
+            // A token longer than the event buffer is cut (never seen in real vocabularies).
+            let _ = self.decoder.push(self.tokenizer, token, &mut self.text);
         }
         Ok(Some(Event { token, phase, text: &self.text, stop }))
     }
@@ -202,65 +203,5 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
     /// Tokens generated inside `<think>…</think>`.
     pub fn thinking_tokens(&self) -> usize {
         self.thinking
-    }
-
-    /// Appends the complete characters of `carry + bytes` to `text`, keeping
-    /// an incomplete trailing character in `carry`; invalid bytes become U+FFFD.
-    fn push_utf8(&mut self, bytes: &[u8]) {
-        let mut buf: heapless::Vec<u8, 4> = core::mem::take(&mut self.carry);
-        let mut rest = bytes;
-        // Complete the carried character first, byte by byte.
-        while !buf.is_empty() && !rest.is_empty() {
-            let _ = buf.push(rest[0]);
-            rest = &rest[1..];
-            match core::str::from_utf8(&buf) {
-                Ok(s) => {
-                    let _ = self.text.push_str(s);
-                    buf.clear();
-                }
-                Err(e) if e.error_len().is_some() => {
-                    let _ = self.text.push('\u{FFFD}');
-                    // Re-scan what followed the bad lead byte.
-                    let tail: heapless::Vec<u8, 4> = buf[1..].iter().copied().collect();
-                    buf.clear();
-                    self.emit(&tail, &mut buf);
-                }
-                Err(_) if buf.len() == 4 => {
-                    let _ = self.text.push('\u{FFFD}');
-                    buf.clear();
-                }
-                Err(_) => {}
-            }
-        }
-        if buf.is_empty() {
-            self.emit(rest, &mut buf);
-        }
-        self.carry = buf;
-    }
-
-    fn emit(&mut self, mut bytes: &[u8], carry: &mut heapless::Vec<u8, 4>) {
-        loop {
-            match core::str::from_utf8(bytes) {
-                Ok(s) => {
-                    let _ = self.text.push_str(s);
-                    return;
-                }
-                Err(e) => {
-                    let (good, bad) = bytes.split_at(e.valid_up_to());
-                    let _ = self.text.push_str(core::str::from_utf8(good).unwrap_or(""));
-                    match e.error_len() {
-                        Some(n) => {
-                            let _ = self.text.push('\u{FFFD}');
-                            bytes = &bad[n..];
-                        }
-                        None => {
-                            carry.clear();
-                            let _ = carry.extend_from_slice(bad);
-                            return;
-                        }
-                    }
-                }
-            }
-        }
     }
 }
