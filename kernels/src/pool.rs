@@ -147,6 +147,47 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Runs `f(i, &mut a[i·a_len..], &mut b[i·b_len..])` for every `i < n`,
+    /// items split evenly across threads: disjoint mutable rows of two
+    /// buffers per item (attention heads: scores and output).
+    pub fn for_each_pair(
+        &self,
+        n: usize,
+        a: &mut [f32],
+        a_len: usize,
+        b: &mut [f32],
+        b_len: usize,
+        f: &(dyn Fn(usize, &mut [f32], &mut [f32]) + Sync),
+    ) {
+        assert!(a.len() >= n * a_len && b.len() >= n * b_len, "buffers too short for {n} items");
+        let threads = self.threads().min(n.max(1));
+        if threads == 1 {
+            for (i, (x, y)) in a.chunks_mut(a_len.max(1)).zip(b.chunks_mut(b_len.max(1))).take(n).enumerate() {
+                f(i, x, y);
+            }
+            return;
+        }
+        let share = n.div_ceil(threads);
+        let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+        self.run(&|t| {
+            let (pa, pb) = (&pa, &pb);
+            for i in (t * share)..((t + 1) * share).min(n) {
+                // SAFETY: item i owns rows [i·len, (i+1)·len) of each buffer,
+                // disjoint across items and inside the buffers (asserted above),
+                // which outlive `run`.
+                let (x, y) = unsafe {
+                    (
+                        core::slice::from_raw_parts_mut(pa.0.add(i * a_len), a_len),
+                        core::slice::from_raw_parts_mut(pb.0.add(i * b_len), b_len),
+                    )
+                };
+                f(i, x, y);
+            }
+        });
+    }
+}
+
 struct SendPtr(*mut f32);
 // SAFETY: used only to hand disjoint sub-slices of buffers to pool threads.
 unsafe impl Sync for SendPtr {}
@@ -225,6 +266,22 @@ mod tests {
                     hits[t].fetch_add(1, Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_are_disjoint_and_all_visited() {
+        for threads in 1..=3 {
+            let pool = ThreadPool::new(threads);
+            let (mut a, mut b) = (vec![0.0f32; 7 * 3], vec![0.0f32; 7 * 2]);
+            pool.for_each_pair(7, &mut a, 3, &mut b, 2, &|i, x, y| {
+                x.fill(i as f32);
+                y.fill(10.0 + i as f32);
+            });
+            for i in 0..7 {
+                assert!(a[i * 3..i * 3 + 3].iter().all(|&v| v == i as f32));
+                assert!(b[i * 2..i * 2 + 2].iter().all(|&v| v == 10.0 + i as f32));
             }
         }
     }

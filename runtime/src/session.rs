@@ -75,6 +75,25 @@ impl Exec<'_> {
         }
     }
 
+    /// Runs `f(h, att_row, out_row)` for every attention head, across threads under std.
+    fn for_each_head(
+        &self,
+        heads: usize,
+        att: &mut [f32],
+        att_len: usize,
+        out: &mut [f32],
+        out_len: usize,
+        f: &(dyn Fn(usize, &mut [f32], &mut [f32]) + Sync),
+    ) {
+        #[cfg(feature = "std")]
+        if let Some(pool) = self.pool {
+            return pool.for_each_pair(heads, att, att_len, out, out_len, f);
+        }
+        for (h, (a, o)) in att.chunks_mut(att_len).zip(out.chunks_mut(out_len)).take(heads).enumerate() {
+            f(h, a, o);
+        }
+    }
+
     /// The matvec input for weights `ws`: with its Q8_0 form when any is quantized.
     fn activation<'x>(&self, x: &'x [f32], xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Activation<'x> {
         if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len() % aha_kernels::QK == 0 {
@@ -315,38 +334,15 @@ impl<'m, 'w> Session<'m, 'w> {
                 }
             }
 
+            // Causal attention of each query head over its KV head's cache rows 0..=pos.
             let span = pos + 1;
-            for h in 0..n_heads {
-                let kvh = h / group;
-                let q = &s.q[h * hd..(h + 1) * hd];
-                let att = &mut s.att[h * self.context..h * self.context + span];
-                let out = &mut s.attn_out[h * hd..(h + 1) * hd];
-                out.fill(0.0);
-                match &self.kv {
-                    KvCache::F32 { k: kc, v: vc } => {
-                        for (t, a) in att.iter_mut().enumerate() {
-                            let at = layer_base + t * kv_dim + kvh * hd;
-                            *a = (k.dot_f32_f32)(q, &kc[at..at + hd]) * scale;
-                        }
-                        (k.softmax)(att);
-                        for (t, &a) in att.iter().enumerate() {
-                            let at = layer_base + t * kv_dim + kvh * hd;
-                            (k.axpy_f32)(a, &vc[at..at + hd], out);
-                        }
-                    }
-                    KvCache::F16 { k: kc, v: vc } => {
-                        for (t, a) in att.iter_mut().enumerate() {
-                            let at = layer_base + t * kv_dim + kvh * hd;
-                            *a = (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q) * scale;
-                        }
-                        (k.softmax)(att);
-                        for (t, &a) in att.iter().enumerate() {
-                            let at = layer_base + t * kv_dim + kvh * hd;
-                            (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), out);
-                        }
-                    }
-                }
-            }
+            let kv = &self.kv;
+            let q = &*s.q;
+            let head = |h: usize, att: &mut [f32], out: &mut [f32]| {
+                let first = layer_base + (h / group) * hd;
+                attend(k, kv, &q[h * hd..(h + 1) * hd], first, kv_dim, scale, &mut att[..span], out);
+            };
+            exec.for_each_head(n_heads, s.att, self.context, s.attn_out, hd, &head);
             let act = exec.activation(s.attn_out, s.xq, &[&w.wo]);
             exec.matvec(&w.wo, &act, s.xb);
             add(s.x, s.xb);
@@ -369,6 +365,38 @@ impl<'m, 'w> Session<'m, 'w> {
             exec.matvec(&head, &act, s.logits);
         }
         Ok(())
+    }
+}
+
+/// One head: scores = q·k_t·scale for t < span, softmax, out = Σ_t score_t·v_t.
+/// Key/value row t of this head starts at `first + t·kv_dim` in the caches.
+#[allow(clippy::too_many_arguments)]
+fn attend(k: &Kernels, kv: &KvCache, q: &[f32], first: usize, kv_dim: usize, scale: f32, att: &mut [f32], out: &mut [f32]) {
+    let hd = q.len();
+    out.fill(0.0);
+    match kv {
+        KvCache::F32 { k: kc, v: vc } => {
+            for (t, a) in att.iter_mut().enumerate() {
+                let at = first + t * kv_dim;
+                *a = (k.dot_f32_f32)(q, &kc[at..at + hd]) * scale;
+            }
+            (k.softmax)(att);
+            for (t, &a) in att.iter().enumerate() {
+                let at = first + t * kv_dim;
+                (k.axpy_f32)(a, &vc[at..at + hd], out);
+            }
+        }
+        KvCache::F16 { k: kc, v: vc } => {
+            for (t, a) in att.iter_mut().enumerate() {
+                let at = first + t * kv_dim;
+                *a = (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q) * scale;
+            }
+            (k.softmax)(att);
+            for (t, &a) in att.iter().enumerate() {
+                let at = first + t * kv_dim;
+                (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), out);
+            }
+        }
     }
 }
 
