@@ -48,7 +48,7 @@ fn convert_inspect_logits_tokenize_run() {
     let json = ok(&aha(&["logits", m, "--tokens", &seq.join(",")]));
     let got: Vec<f32> = serde_json::from_str(&json).unwrap();
     let want = r.logits[0].last().unwrap();
-    assert!(max_rel_err(&[got], &[want.clone()]) < 1e-4);
+    assert!(max_rel_err(&[got], std::slice::from_ref(want)) < 1e-4);
     let all: Vec<Vec<f32>> = serde_json::from_str(&ok(&aha(&["logits", m, "--tokens", &seq.join(","), "--all"]))).unwrap();
     assert_eq!(all.len(), seq.len());
 

@@ -19,7 +19,7 @@ use common::*;
 fn snapped_pair(dir: &std::path::Path, q: DType) -> (tempfile::TempDir, Vec<u8>, Vec<u8>) {
     let (tmp, _path, f32_bytes) = convert_fixture(dir, DType::F32);
     let quantizable = |name: &str, cols: usize| {
-        cols % 32 == 0 && (name.ends_with("proj.weight") || name == "model.embed_tokens.weight" || name == "lm_head.weight")
+        cols.is_multiple_of(32) && (name.ends_with("proj.weight") || name == "model.embed_tokens.weight" || name == "lm_head.weight")
     };
     let exact = tmp.path().join("exact.aha");
     let quant = tmp.path().join("quant.aha");

@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 type Job = *const (dyn Fn(usize) + Sync);
+/// Work on item `i` given its rows of two buffers.
+pub type PairFn<'f> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'f;
 
 struct Shared {
     epoch: AtomicUsize,
@@ -158,7 +160,7 @@ impl ThreadPool {
         a_len: usize,
         b: &mut [f32],
         b_len: usize,
-        f: &(dyn Fn(usize, &mut [f32], &mut [f32]) + Sync),
+        f: &PairFn,
     ) {
         assert!(a.len() >= n * a_len && b.len() >= n * b_len, "buffers too short for {n} items");
         let threads = self.threads().min(n.max(1));

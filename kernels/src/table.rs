@@ -53,6 +53,8 @@ macro_rules! rows_of {
         mv
     }};
 }
+// Used by the SIMD backends; unused on targets that have none.
+#[allow(unused_imports)]
 pub(crate) use rows_of;
 
 static SCALAR: Kernels = Kernels {
@@ -114,7 +116,7 @@ pub fn best() -> &'static Kernels {
     #[cfg(feature = "std")]
     {
         static BEST: std::sync::OnceLock<&'static Kernels> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| backends().last().unwrap_or(&SCALAR))
+        BEST.get_or_init(|| backends().last().unwrap_or(&SCALAR))
     }
     #[cfg(not(feature = "std"))]
     {

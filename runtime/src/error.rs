@@ -5,7 +5,7 @@
 use core::fmt;
 
 /// A tensor or field name, kept inline (no allocation).
-pub type Name = heapless::String<96>;
+pub type Name = heapless::String<64>;
 
 /// Copies `s` into a [`Name`], cutting it at the capacity if it is longer.
 pub fn name(s: &str) -> Name {

@@ -80,12 +80,14 @@ impl Config {
         if self.vocab_size == 0 || self.hidden_size == 0 || self.intermediate_size == 0 || self.num_layers == 0 {
             return bad("vocab_size, hidden_size, intermediate_size and num_layers must be non-zero");
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return bad("num_heads must be a non-zero multiple of num_kv_heads");
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim must be even and non-zero");
         }
+        // Negated so NaN fails too.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(self.rope_theta > 0.0) || !(self.rms_norm_eps >= 0.0) {
             return bad("rope_theta must be positive and rms_norm_eps non-negative");
         }
@@ -270,7 +272,7 @@ impl<'a> ModelFile<'a> {
     fn check_bounds(&self, info: &TensorInfo<'a>) -> Result<()> {
         let dtype = info.dtype()?;
         let bad = || Error::TensorBounds { name: name(info.name) };
-        if !(info.rank == 1 || info.rank == 2) || info.offset % ALIGN as u64 != 0 {
+        if !(info.rank == 1 || info.rank == 2) || !info.offset.is_multiple_of(ALIGN as u64) {
             return Err(bad());
         }
         let (rows, cols) = info.rows_cols();

@@ -136,7 +136,9 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
         Ok(())
     }
 
-    /// The next token, or `None` when generation has finished ([`Generator::finish`] says why).
+    /// The next token, or `None` when generation has finished (a lending
+    /// iterator: the event borrows the generator, so this is not `Iterator`) ([`Generator::finish`] says why).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Event<'_>>> {
         if !self.started {
             return Err(Error::BadSampler { what: "call prompt() before next()" });

@@ -304,7 +304,7 @@ impl<'a> Model<'a> {
                 return Err(Error::BadConfig { what: "q/k/v biases present but attention_bias is false" });
             };
             let s = slot(&info, layer_shapes[kind], vector(kind))?;
-            let at = s0.offset.checked_add(layer.checked_mul(stride).unwrap_or(usize::MAX));
+            let at = s0.offset.checked_add(layer.saturating_mul(stride));
             let bit = 1u64 << (layer % 64);
             if layer >= layers || s.dtype != s0.dtype || at != Some(s.offset) || seen[kind][layer / 64] & bit != 0 {
                 return Err(Error::NonUniformLayers { name: name(info.name) });

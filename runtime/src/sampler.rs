@@ -128,7 +128,7 @@ impl Sampler {
 
         let filtering = (c.top_k > 0 && c.top_k < n) || c.top_p < 1.0 || c.min_p > 0.0;
         if !filtering {
-            return draw(probs, (0..n as u32).map(|i| i), 1.0, self.rng.next_f32());
+            return draw(probs, 0..n as u32, 1.0, self.rng.next_f32());
         }
 
         // Candidates, most likely first.

@@ -44,6 +44,9 @@ struct Scratch<'w> {
     tokens: &'w mut [u32],
 }
 
+/// Work on one attention head given its score row and output row.
+type HeadFn<'f> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'f;
+
 /// How matvecs run: the kernel table, and under `std` an optional thread pool.
 #[derive(Clone, Copy)]
 struct Exec<'p> {
@@ -83,7 +86,7 @@ impl Exec<'_> {
         att_len: usize,
         out: &mut [f32],
         out_len: usize,
-        f: &(dyn Fn(usize, &mut [f32], &mut [f32]) + Sync),
+        f: &HeadFn,
     ) {
         #[cfg(feature = "std")]
         if let Some(pool) = self.pool {
@@ -96,7 +99,7 @@ impl Exec<'_> {
 
     /// The matvec input for weights `ws`: with its Q8_0 form when any is quantized.
     fn activation<'x>(&self, x: &'x [f32], xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Activation<'x> {
-        if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len() % aha_kernels::QK == 0 {
+        if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len().is_multiple_of(aha_kernels::QK) {
             let blocks = &mut xq[..x.len() / aha_kernels::QK];
             (self.k.quantize_q8_0)(x, blocks);
             Activation { x, q8: Some(blocks) }

@@ -57,7 +57,7 @@ impl Template {
                 out.write_str(after)
             }
             Template::ChatMl => write!(out, "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n"),
-            Template::R1Distill => write!(out, "<｜begin▁of▁sentence｜><｜User｜>{prompt}<｜Assistant｜><think>\n"),
+            Template::R1Distill => writeln!(out, "<｜begin▁of▁sentence｜><｜User｜>{prompt}<｜Assistant｜><think>"),
         }
     }
 }

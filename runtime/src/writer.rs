@@ -171,7 +171,7 @@ impl ModelWriter {
         let p = self.expect(name)?;
         let cols = *p.spec.shape.last().unwrap_or(&0) as usize;
         let dtype = p.spec.dtype;
-        if cols == 0 || values.len() % cols != 0 {
+        if cols == 0 || !values.len().is_multiple_of(cols) {
             return Err(Error::Invalid(format!("tensor {name}: {} values are not whole rows of {cols}", values.len())));
         }
         let mut bytes = vec![0u8; dtype.row_bytes(values.len()).unwrap_or(0)];
