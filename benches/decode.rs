@@ -75,6 +75,28 @@ fn decode(c: &mut Criterion) {
             });
         }
         group.finish();
+
+        // Prompt processing: 64 tokens fed one at a time vs in batches of 32.
+        let mut group = c.benchmark_group(format!("prefill/qwen2-122m-{}", dtype.name()));
+        group.throughput(Throughput::Elements(64));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(8));
+        let prompt: Vec<u32> = (0..64).map(|i| (i * 7919) % 32000).collect();
+        for threads in [1, 2] {
+            for batch in [1, 32] {
+                let plan = model.memory_plan_batched(64, KvType::F32, batch);
+                let mut buf = plan.allocate();
+                let mut session = Session::with_plan(&model, &mut buf, &plan, aha_kernels::best()).unwrap();
+                session.set_threads(threads);
+                group.bench_function(format!("batch-{batch}/{threads}-thread"), |b| {
+                    b.iter(|| {
+                        session.reset();
+                        session.feed(&prompt).unwrap()[0]
+                    })
+                });
+            }
+        }
+        group.finish();
     }
 }
 

@@ -48,6 +48,9 @@ fn parse_model<'a>(path: &Path, bytes: &'a ModelBytes) -> Result<Model<'a>> {
     Model::from_bytes(bytes.bytes()).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Prompt tokens fed together (each weight row read once per batch).
+const PROMPT_BATCH: usize = 32;
+
 #[derive(Args)]
 pub struct RunArgs {
     pub model: PathBuf,
@@ -109,8 +112,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
     }
     let context = a.context.unwrap_or((model.config.max_position as usize).min(4096)).max(prompt.len() + 1);
     let kv = if a.kv_f16 { KvType::F16 } else { KvType::F32 };
-    let mut buf = model.memory_plan(context, kv).allocate();
-    let mut session = Session::new(&model, &mut buf, context, kv)?;
+    let plan = model.memory_plan_batched(context, kv, PROMPT_BATCH);
+    let mut buf = plan.allocate();
+    let mut session = Session::with_plan(&model, &mut buf, &plan, aha_kernels::best())?;
     session.set_threads(a.threads);
     let sampler = Sampler::new(SamplerConfig {
         temperature: a.temperature,

@@ -34,7 +34,7 @@ pub mod aarch64;
 pub mod wasm;
 
 pub use dtype::DType;
-pub use matvec::{matvec, Activation, Matrix};
+pub use matvec::{matmul, matvec, Activation, Batch, Matrix};
 pub use q4_0::BlockQ4_0;
 pub use q8_0::BlockQ8_0;
 pub use table::{backends, best, scalar, Kernels};

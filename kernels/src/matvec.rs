@@ -65,3 +65,77 @@ pub fn matvec(k: &Kernels, w: &Matrix, act: &Activation, out: &mut [f32]) {
         }
     }
 }
+
+/// A batch of `n` matvec inputs of `cols` each (row-major), and optionally
+/// their Q8_0 forms: the prompt's tokens, processed together so each weight
+/// row is read from memory once per batch instead of once per token.
+#[derive(Clone, Copy)]
+pub struct Batch<'a> {
+    pub x: &'a [f32],
+    pub q8: Option<&'a [BlockQ8_0]>,
+    pub n: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// Input `b` as a single activation.
+    pub fn get(&self, b: usize) -> Activation<'a> {
+        let cols = self.x.len() / self.n.max(1);
+        Activation {
+            x: &self.x[b * cols..(b + 1) * cols],
+            q8: self.q8.map(|q| {
+                let blocks = q.len() / self.n.max(1);
+                &q[b * blocks..(b + 1) * blocks]
+            }),
+        }
+    }
+}
+
+/// For every row r of `w` and input b: `put(b, r, w[r]·x_b)`. Rows outer,
+/// inputs inner, so a weight row stays in L1 while every input uses it.
+pub fn matmul(k: &Kernels, w: &Matrix, batch: &Batch, mut put: impl FnMut(usize, usize, f32)) {
+    let rb = w.row_bytes();
+    for r in 0..w.rows {
+        let row = &w.data[r * rb..(r + 1) * rb];
+        for b in 0..batch.n {
+            let act = batch.get(b);
+            let y = match (w.dtype, act.q8) {
+                (DType::F32, _) => (k.dot_f32)(row, act.x),
+                (DType::F16, _) => (k.dot_f16)(row, act.x),
+                (DType::BF16, _) => (k.dot_bf16)(row, act.x),
+                (DType::Q8_0, Some(q)) => (k.dot_q8_0_q8_0)(bytemuck::cast_slice(row), q),
+                (DType::Q4_0, Some(q)) => (k.dot_q4_0_q8_0)(bytemuck::cast_slice(row), q),
+                (DType::Q8_0, None) => (k.dot_q8_0_f32)(bytemuck::cast_slice(row), act.x),
+                (DType::Q4_0, None) => (k.dot_q4_0_f32)(bytemuck::cast_slice(row), act.x),
+            };
+            put(b, r, y);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_equals_one_matvec_per_input() {
+        let (rows, cols, n) = (9, 64, 3);
+        let w: std::vec::Vec<f32> = (0..rows * cols).map(|i| ((i * 37) % 23) as f32 / 23.0 - 0.5).collect();
+        let x: std::vec::Vec<f32> = (0..n * cols).map(|i| ((i * 11) % 17) as f32 / 17.0 - 0.5).collect();
+        let k = crate::scalar();
+        for dtype in DType::ALL {
+            let mut bytes = std::vec![0u8; dtype.row_bytes(cols).unwrap() * rows];
+            crate::dtype::quantize(dtype, &w, &mut bytes);
+            let m = Matrix { dtype, data: &bytes, rows, cols };
+            let mut q = std::vec![BlockQ8_0::ZERO; n * cols / crate::QK];
+            (k.quantize_q8_0)(&x, &mut q);
+            let batch = Batch { x: &x, q8: Some(&q), n };
+            let mut got = std::vec![0f32; n * rows];
+            matmul(k, &m, &batch, |b, r, y| got[b * rows + r] = y);
+            for b in 0..n {
+                let mut want = std::vec![0f32; rows];
+                matvec(k, &m, &batch.get(b), &mut want);
+                assert_eq!(&got[b * rows..(b + 1) * rows], &want[..], "{dtype}");
+            }
+        }
+    }
+}

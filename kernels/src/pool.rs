@@ -5,7 +5,7 @@
 //! workers spin briefly on an epoch counter, then yield, then sleep on a
 //! condition variable, and the caller works on the first share itself.
 
-use crate::{matvec::matvec, Activation, Kernels, Matrix};
+use crate::{matmul, matvec::matvec, Activation, Batch, Kernels, Matrix};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
@@ -150,6 +150,44 @@ impl ThreadPool {
 }
 
 impl ThreadPool {
+    /// Batched matvecs of one batch of inputs, rows split across threads:
+    /// job j's output is `n × rows` (input-major), `out[b·rows + r]`.
+    pub fn matmuls(&self, k: &Kernels, batch: &Batch, jobs: &mut [(&Matrix, &mut [f32])]) {
+        let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
+        let n = self.threads();
+        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] = core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
+        assert!(jobs.len() <= parts.len(), "at most 4 matmuls per hand-off");
+        let mut first = 0;
+        for (slot, (w, out)) in parts.iter_mut().zip(jobs.iter_mut()) {
+            assert!(out.len() >= w.rows * batch.n, "output must hold n × rows");
+            *slot = (Some(*w), first, SendPtr(out.as_mut_ptr()));
+            first += w.rows;
+        }
+        let share = total.div_ceil(n);
+        let work = |t: usize| {
+            let (lo, hi) = ((t * share).min(total), ((t + 1) * share).min(total));
+            for (w, first, ptr) in &parts {
+                let Some(w) = w else { continue };
+                let (start, end) = (lo.max(*first) - first, hi.min(first + w.rows).saturating_sub(*first));
+                if start >= end || lo >= first + w.rows {
+                    continue;
+                }
+                let rows = w.rows;
+                matmul(k, &w.rows(start..end), batch, |b, r, y| {
+                    // SAFETY: thread `t` writes only rows [start, end) of each
+                    // output (disjoint across threads), at b·rows + r < n·rows,
+                    // inside the output (asserted above), which outlives `run`.
+                    unsafe { *ptr.0.add(b * rows + start + r) = y };
+                });
+            }
+        };
+        if n == 1 {
+            work(0)
+        } else {
+            self.run(&work)
+        }
+    }
+
     /// Runs `f(i, &mut a[i·a_len..], &mut b[i·b_len..])` for every `i < n`,
     /// items split evenly across threads: disjoint mutable rows of two
     /// buffers per item (attention heads: scores and output).
@@ -308,6 +346,19 @@ mod tests {
             let (mut oa, mut ob, mut oc) = (vec![0.0; 100], vec![0.0; 17], vec![0.0; 184]);
             pool.matvecs(crate::scalar(), &act, &mut [(&a, &mut oa), (&b, &mut ob), (&c, &mut oc)]);
             assert_eq!([oa, ob, oc].concat(), want);
+            // Batched: two inputs, two matrices.
+            let x2: Vec<f32> = x.iter().chain(x.iter()).map(|v| v * 0.5).collect();
+            let batch = crate::Batch { x: &x2, q8: None, n: 2 };
+            let (mut o1, mut o2) = (vec![0.0; 2 * 100], vec![0.0; 2 * 201]);
+            let (m1, m2) = (m.rows(0..100), m.rows(100..301));
+            pool.matmuls(crate::scalar(), &batch, &mut [(&m1, &mut o1), (&m2, &mut o2)]);
+            let half: Vec<f32> = x.iter().map(|v| v * 0.5).collect();
+            let mut w1 = vec![0.0; rows];
+            matvec(crate::scalar(), &m, &Activation { x: &half, q8: None }, &mut w1);
+            for b in 0..2 {
+                assert_eq!(&o1[b * 100..(b + 1) * 100], &w1[..100]);
+                assert_eq!(&o2[b * 201..(b + 1) * 201], &w1[100..]);
+            }
         }
     }
 }

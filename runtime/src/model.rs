@@ -106,6 +106,9 @@ impl KvType {
 pub struct MemoryPlan {
     pub context: usize,
     pub kv_type: KvType,
+    /// Prompt tokens processed together (each weight row is then read once
+    /// per batch rather than once per token); 1 = token by token.
+    pub batch: usize,
     /// KV cache: 2 · layers · context · kv_heads · head_dim elements.
     pub kv_bytes: usize,
     /// Activations, attention scores, logits, sampler and token history.
@@ -160,7 +163,8 @@ impl Region {
 }
 
 impl Layout {
-    pub fn new(c: &Config, context: usize, kv: KvType) -> Layout {
+    pub fn new(c: &Config, context: usize, kv: KvType, batch: usize) -> Layout {
+        let n = batch.max(1);
         let (hidden, inter, vocab) = (c.hidden_size as usize, c.intermediate_size as usize, c.vocab_size as usize);
         let q_dim = c.q_dim();
         let kv_cache = c.num_layers as usize * context * c.kv_dim() * kv.bytes();
@@ -168,19 +172,19 @@ impl Layout {
         let sizes: [usize; Region::COUNT] = [
             kv_cache,
             kv_cache,
-            hidden * 4,
-            hidden * 4,
-            q_dim * 4,
-            c.kv_dim() * 4,
-            c.kv_dim() * 4,
-            q_dim * 4,
+            n * hidden * 4,
+            n * hidden * 4,
+            n * q_dim * 4,
+            n * c.kv_dim() * 4,
+            n * c.kv_dim() * 4,
+            n * q_dim * 4,
             c.num_heads as usize * context * 4,
-            inter * 4,
-            inter * 4,
+            n * inter * 4,
+            n * inter * 4,
             vocab * 4,
             c.head_dim as usize / 2 * 4,
             c.head_dim as usize / 2 * 4,
-            widest.div_ceil(aha_kernels::QK) * core::mem::size_of::<BlockQ8_0>(),
+            n * widest.div_ceil(aha_kernels::QK) * core::mem::size_of::<BlockQ8_0>(),
             vocab * 4,
             context * 4,
         ];
@@ -366,10 +370,17 @@ impl<'a> Model<'a> {
         self.bytes(&self.final_norm, 0)
     }
 
-    /// Bytes of KV cache and scratch a session needs for `context` tokens.
+    /// Bytes of KV cache and scratch a session needs for `context` tokens,
+    /// feeding the prompt token by token (the smallest plan).
     pub fn memory_plan(&self, context: usize, kv_type: KvType) -> MemoryPlan {
-        let l = Layout::new(&self.config, context, kv_type);
-        MemoryPlan { context, kv_type, kv_bytes: l.kv_bytes, scratch_bytes: l.total - l.kv_bytes }
+        self.memory_plan_batched(context, kv_type, 1)
+    }
+
+    /// As [`Model::memory_plan`], with scratch to feed `batch` prompt tokens at once.
+    pub fn memory_plan_batched(&self, context: usize, kv_type: KvType, batch: usize) -> MemoryPlan {
+        let batch = batch.max(1);
+        let l = Layout::new(&self.config, context, kv_type, batch);
+        MemoryPlan { context, kv_type, batch, kv_bytes: l.kv_bytes, scratch_bytes: l.total - l.kv_bytes }
     }
 
     /// The tokenizer stored in the file.

@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::model::{KvType, Layout, Model, Region};
 use crate::format::{Config, RopeScaling};
-use aha_kernels::{rope, Activation, BlockQ8_0, Kernels, Matrix};
+use aha_kernels::{rope, Batch, BlockQ8_0, Kernels, Matrix};
 use half::f16;
 
 enum KvCache<'w> {
@@ -59,22 +59,28 @@ struct Exec<'p> {
 }
 
 impl Exec<'_> {
-    fn matvec(&self, w: &Matrix, act: &Activation, out: &mut [f32]) {
-        #[cfg(feature = "std")]
-        if let Some(pool) = self.pool {
-            return pool.matvec(self.k, w, act, out);
+    /// Matvecs of one batch of inputs (q/k/v, or gate/up) in one hand-off
+    /// to the threads; job j's output holds `n × rows`, input-major. One
+    /// input takes the matvec kernels, several the row-outer matmul.
+    fn matmuls(&self, act: &Batch, jobs: &mut [(&Matrix, &mut [f32])]) {
+        if act.n == 1 {
+            let one = act.get(0);
+            #[cfg(feature = "std")]
+            if let Some(pool) = self.pool {
+                return pool.matvecs(self.k, &one, jobs);
+            }
+            for (w, out) in jobs.iter_mut() {
+                aha_kernels::matvec(self.k, w, &one, &mut out[..w.rows]);
+            }
+            return;
         }
-        aha_kernels::matvec(self.k, w, act, out)
-    }
-
-    /// Several matvecs of one input, in one hand-off to the threads.
-    fn matvecs(&self, act: &Activation, jobs: &mut [(&Matrix, &mut [f32])]) {
         #[cfg(feature = "std")]
         if let Some(pool) = self.pool {
-            return pool.matvecs(self.k, act, jobs);
+            return pool.matmuls(self.k, act, jobs);
         }
         for (w, out) in jobs.iter_mut() {
-            aha_kernels::matvec(self.k, w, act, out);
+            let rows = w.rows;
+            aha_kernels::matmul(self.k, w, act, |b, r, y| out[b * rows + r] = y);
         }
     }
 
@@ -97,14 +103,18 @@ impl Exec<'_> {
         }
     }
 
-    /// The matvec input for weights `ws`: with its Q8_0 form when any is quantized.
-    fn activation<'x>(&self, x: &'x [f32], xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Activation<'x> {
-        if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && x.len().is_multiple_of(aha_kernels::QK) {
+    /// The matmul input for weights `ws`: `n` rows of `x`, with their Q8_0
+    /// forms (quantized once, shared by every matrix) when any is quantized.
+    fn batch<'x>(&self, x: &'x [f32], n: usize, xq: &'x mut [BlockQ8_0], ws: &[&Matrix]) -> Batch<'x> {
+        let cols = x.len() / n;
+        if self.integer_path && ws.iter().any(|w| w.dtype.is_quantized()) && cols.is_multiple_of(aha_kernels::QK) {
             let blocks = &mut xq[..x.len() / aha_kernels::QK];
-            (self.k.quantize_q8_0)(x, blocks);
-            Activation { x, q8: Some(blocks) }
+            for (row, q) in x.chunks_exact(cols).zip(blocks.chunks_exact_mut(cols / aha_kernels::QK)) {
+                (self.k.quantize_q8_0)(row, q);
+            }
+            Batch { x, q8: Some(blocks), n }
         } else {
-            Activation { x, q8: None }
+            Batch { x, q8: None, n }
         }
     }
 }
@@ -113,6 +123,8 @@ pub struct Session<'m, 'w> {
     model: &'m Model<'m>,
     kernels: &'static Kernels,
     context: usize,
+    /// Prompt tokens processed together by `feed`.
+    batch: usize,
     pos: usize,
     kv: KvCache<'w>,
     s: Scratch<'w>,
@@ -137,20 +149,22 @@ impl<'m, 'w> Session<'m, 'w> {
     /// A session over `buf` (at least `model.memory_plan(context, kv).total()`
     /// bytes, any alignment), with the fastest kernels this CPU has.
     pub fn new(model: &'m Model<'m>, buf: &'w mut [u8], context: usize, kv: KvType) -> Result<Session<'m, 'w>> {
-        Session::with_kernels(model, buf, context, kv, aha_kernels::best())
+        Session::with_plan(model, buf, &model.memory_plan(context, kv), aha_kernels::best())
     }
 
-    pub fn with_kernels(
+    /// A session laid out by `plan` (e.g. [`Model::memory_plan_batched`]),
+    /// with the given kernels.
+    pub fn with_plan(
         model: &'m Model<'m>,
         buf: &'w mut [u8],
-        context: usize,
-        kv: KvType,
+        plan: &crate::model::MemoryPlan,
         kernels: &'static Kernels,
     ) -> Result<Session<'m, 'w>> {
+        let (context, kv, batch) = (plan.context, plan.kv_type, plan.batch.max(1));
         if context == 0 {
             return Err(Error::BadConfig { what: "context must be at least 1" });
         }
-        let layout = Layout::new(&model.config, context, kv);
+        let layout = Layout::new(&model.config, context, kv, batch);
         let needed = layout.total + crate::format::ALIGN;
         if buf.len() < needed {
             return Err(Error::BufferTooSmall { needed, available: buf.len() });
@@ -187,6 +201,7 @@ impl<'m, 'w> Session<'m, 'w> {
             model,
             kernels,
             context,
+            batch,
             pos: 0,
             kv: kv_cache,
             s,
@@ -245,21 +260,22 @@ impl<'m, 'w> Session<'m, 'w> {
         self.pos = self.pos.min(len);
     }
 
-    /// Feeds a prompt; returns the logits after its last token.
+    /// Feeds a prompt, `batch` tokens at a time; returns the logits after its last token.
     pub fn feed(&mut self, tokens: &[u32]) -> Result<&mut [f32]> {
-        let Some((&last, head)) = tokens.split_last() else {
-            return Ok(&mut self.s.logits[..]);
-        };
-        for &t in head {
-            self.forward(t, false)?;
+        if self.pos + tokens.len() > self.context {
+            return Err(Error::ContextFull { context: self.context });
         }
-        self.forward(last, true)?;
+        let chunks = tokens.chunks(self.batch);
+        let last = chunks.len().saturating_sub(1);
+        for (i, chunk) in chunks.enumerate() {
+            self.forward(chunk, i == last)?;
+        }
         Ok(&mut self.s.logits[..])
     }
 
     /// Feeds one token; returns the logits for the next.
     pub fn step(&mut self, token: u32) -> Result<&mut [f32]> {
-        self.forward(token, true)?;
+        self.forward(&[token], true)?;
         Ok(&mut self.s.logits[..])
     }
 
@@ -273,14 +289,21 @@ impl<'m, 'w> Session<'m, 'w> {
         (self.s.logits, self.s.sample_idx, &self.s.tokens[..self.pos])
     }
 
-    /// One decoder step at the current position (Vaswani et al. 2017 with the
-    /// Llama/Qwen2 changes: pre-RMSNorm, RoPE, GQA, SwiGLU).
-    fn forward(&mut self, token: u32, want_logits: bool) -> Result<()> {
+    /// The decoder on `tokens` (at most `batch`) at the current position
+    /// (Vaswani et al. 2017 with the Llama/Qwen2 changes: pre-RMSNorm, RoPE,
+    /// GQA, SwiGLU). Buffers hold one row per token of the batch; every
+    /// matrix is read once for the whole batch. Logits are of the last token.
+    fn forward(&mut self, tokens: &[u32], want_logits: bool) -> Result<()> {
         let c = self.model.config;
-        if token >= c.vocab_size {
+        let n = tokens.len();
+        if n == 0 {
+            return Ok(());
+        }
+        debug_assert!(n <= self.batch);
+        if let Some(&token) = tokens.iter().find(|&&t| t >= c.vocab_size) {
             return Err(Error::TokenOutOfRange { token, vocab: c.vocab_size });
         }
-        if self.pos >= self.context {
+        if self.pos + n > self.context {
             return Err(Error::ContextFull { context: self.context });
         }
         let model = self.model;
@@ -296,78 +319,98 @@ impl<'m, 'w> Session<'m, 'w> {
         let k = self.kernels;
         let s = &mut self.s;
         let (hd, n_heads, n_kv) = (c.head_dim as usize, c.num_heads as usize, c.num_kv_heads as usize);
-        let kv_dim = c.kv_dim();
+        let (h, q_dim, kv_dim, inter) = (c.hidden_size as usize, c.q_dim(), c.kv_dim(), c.intermediate_size as usize);
         let group = n_heads / n_kv;
         let scale = 1.0 / libm::sqrtf(hd as f32);
         let eps = c.rms_norm_eps;
+        // The batch's rows of each buffer.
+        let (x, xb) = (&mut s.x[..n * h], &mut s.xb[..n * h]);
+        let (q, kk, v) = (&mut s.q[..n * q_dim], &mut s.k[..n * kv_dim], &mut s.v[..n * kv_dim]);
+        let attn_out = &mut s.attn_out[..n * q_dim];
+        let (hb, hb2) = (&mut s.hb[..n * inter], &mut s.hb2[..n * inter]);
 
-        s.tokens[pos] = token;
-        model.embed().dequantize_row(token as usize, s.x);
-        rope_angles(&c, pos, s.cos, s.sin);
+        for (b, &token) in tokens.iter().enumerate() {
+            s.tokens[pos + b] = token;
+            model.embed().dequantize_row(token as usize, &mut x[b * h..(b + 1) * h]);
+        }
 
         for l in 0..c.num_layers as usize {
             let w = model.layer(l);
 
             // Attention block: x += o_proj(attention(rmsnorm(x))).
-            (k.rmsnorm)(s.xb, s.x, w.attn_norm, eps);
-            let act = exec.activation(s.xb, s.xq, &[&w.wq, &w.wk, &w.wv]);
-            exec.matvecs(&act, &mut [(&w.wq, &mut *s.q), (&w.wk, &mut *s.k), (&w.wv, &mut *s.v)]);
-            for (y, b) in [(&mut *s.q, w.bq), (&mut *s.k, w.bk), (&mut *s.v, w.bv)] {
-                if let Some(b) = b {
-                    (k.add_bias)(y, b);
-                }
-            }
-            (k.rope)(s.q, hd, s.cos, s.sin);
-            (k.rope)(s.k, hd, s.cos, s.sin);
-
+            rmsnorm_rows(k, xb, x, h, w.attn_norm, eps);
+            let act = exec.batch(xb, n, s.xq, &[&w.wq, &w.wk, &w.wv]);
+            exec.matmuls(&act, &mut [(&w.wq, &mut *q), (&w.wk, &mut *kk), (&w.wv, &mut *v)]);
             let layer_base = l * self.context * kv_dim;
-            let row = layer_base + pos * kv_dim;
-            match &mut self.kv {
-                KvCache::F32 { k: kc, v: vc } => {
-                    kc[row..row + kv_dim].copy_from_slice(s.k);
-                    vc[row..row + kv_dim].copy_from_slice(s.v);
-                }
-                KvCache::F16 { k: kc, v: vc } => {
-                    for (d, &x) in kc[row..row + kv_dim].iter_mut().zip(s.k.iter()) {
-                        *d = f16::from_f32(x).to_bits();
+            for b in 0..n {
+                let (qb, kb, vb) =
+                    (&mut q[b * q_dim..(b + 1) * q_dim], &mut kk[b * kv_dim..(b + 1) * kv_dim], &mut v[b * kv_dim..(b + 1) * kv_dim]);
+                for (y, bias) in [(&mut *qb, w.bq), (&mut *kb, w.bk), (&mut *vb, w.bv)] {
+                    if let Some(bias) = bias {
+                        (k.add_bias)(y, bias);
                     }
-                    for (d, &x) in vc[row..row + kv_dim].iter_mut().zip(s.v.iter()) {
-                        *d = f16::from_f32(x).to_bits();
+                }
+                rope_angles(&c, pos + b, s.cos, s.sin);
+                (k.rope)(qb, hd, s.cos, s.sin);
+                (k.rope)(kb, hd, s.cos, s.sin);
+                let row = layer_base + (pos + b) * kv_dim;
+                match &mut self.kv {
+                    KvCache::F32 { k: kc, v: vc } => {
+                        kc[row..row + kv_dim].copy_from_slice(kb);
+                        vc[row..row + kv_dim].copy_from_slice(vb);
+                    }
+                    KvCache::F16 { k: kc, v: vc } => {
+                        for (d, &x) in kc[row..row + kv_dim].iter_mut().zip(kb.iter()) {
+                            *d = f16::from_f32(x).to_bits();
+                        }
+                        for (d, &x) in vc[row..row + kv_dim].iter_mut().zip(vb.iter()) {
+                            *d = f16::from_f32(x).to_bits();
+                        }
                     }
                 }
             }
+            // Causal attention of each query head over its KV head's cache
+            // rows 0..=pos+b, token by token (each sees itself and earlier ones).
+            for b in 0..n {
+                let span = pos + b + 1;
+                let kv = &self.kv;
+                let qb = &q[b * q_dim..(b + 1) * q_dim];
+                let head = |hh: usize, att: &mut [f32], out: &mut [f32]| {
+                    let first = layer_base + (hh / group) * hd;
+                    attend(k, kv, &qb[hh * hd..(hh + 1) * hd], first, kv_dim, scale, &mut att[..span], out);
+                };
+                exec.for_each_head(n_heads, s.att, self.context, &mut attn_out[b * q_dim..(b + 1) * q_dim], hd, &head);
+            }
+            let act = exec.batch(attn_out, n, s.xq, &[&w.wo]);
+            exec.matmuls(&act, &mut [(&w.wo, &mut *xb)]);
+            add(x, xb);
 
-            // Causal attention of each query head over its KV head's cache rows 0..=pos.
-            let span = pos + 1;
-            let kv = &self.kv;
-            let q = &*s.q;
-            let head = |h: usize, att: &mut [f32], out: &mut [f32]| {
-                let first = layer_base + (h / group) * hd;
-                attend(k, kv, &q[h * hd..(h + 1) * hd], first, kv_dim, scale, &mut att[..span], out);
-            };
-            exec.for_each_head(n_heads, s.att, self.context, s.attn_out, hd, &head);
-            let act = exec.activation(s.attn_out, s.xq, &[&w.wo]);
-            exec.matvec(&w.wo, &act, s.xb);
-            add(s.x, s.xb);
-
-            // MLP block: x += down(silu(gate(h)) · up(h)), h = rmsnorm(x).
-            (k.rmsnorm)(s.xb, s.x, w.mlp_norm, eps);
-            let act = exec.activation(s.xb, s.xq, &[&w.w_gate, &w.w_up]);
-            exec.matvecs(&act, &mut [(&w.w_gate, &mut *s.hb), (&w.w_up, &mut *s.hb2)]);
-            (k.swiglu)(s.hb, s.hb2);
-            let act = exec.activation(s.hb, s.xq, &[&w.w_down]);
-            exec.matvec(&w.w_down, &act, s.xb);
-            add(s.x, s.xb);
+            // MLP block: x += down(silu(gate(y)) · up(y)), y = rmsnorm(x).
+            rmsnorm_rows(k, xb, x, h, w.mlp_norm, eps);
+            let act = exec.batch(xb, n, s.xq, &[&w.w_gate, &w.w_up]);
+            exec.matmuls(&act, &mut [(&w.w_gate, &mut *hb), (&w.w_up, &mut *hb2)]);
+            (k.swiglu)(hb, hb2);
+            let act = exec.batch(hb, n, s.xq, &[&w.w_down]);
+            exec.matmuls(&act, &mut [(&w.w_down, &mut *xb)]);
+            add(x, xb);
         }
-        self.pos += 1;
+        self.pos += n;
 
         if want_logits {
-            (k.rmsnorm)(s.xb, s.x, model.final_norm(), eps);
+            let last = &x[(n - 1) * h..n * h];
+            (k.rmsnorm)(&mut xb[..h], last, model.final_norm(), eps);
             let head = model.lm_head();
-            let act = exec.activation(s.xb, s.xq, &[&head]);
-            exec.matvec(&head, &act, s.logits);
+            let act = exec.batch(&xb[..h], 1, s.xq, &[&head]);
+            exec.matmuls(&act, &mut [(&head, &mut *s.logits)]);
         }
         Ok(())
+    }
+}
+
+/// RMSNorm of each `h`-wide row of `x` into `out`.
+fn rmsnorm_rows(k: &Kernels, out: &mut [f32], x: &[f32], h: usize, w: &[u8], eps: f32) {
+    for (o, r) in out.chunks_exact_mut(h).zip(x.chunks_exact(h)) {
+        (k.rmsnorm)(o, r, w, eps);
     }
 }
 
