@@ -13,7 +13,11 @@ use aha_kernels::{backends, dtype, matvec, Activation, BlockQ8_0, DType, Matrix,
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
-const SHAPES: [(&str, usize, usize); 2] = [("768x2048", 768, 2048), ("4096x4096", 4096, 4096)];
+/// (name, cols, rows): an MLP matrix of the 122M model (L2-sized), a 7B-sized
+/// square, and an lm_head of 151936 x 1536 (Qwen2-1.5B; 230 MB at Q8_0, far past
+/// any cache, so it measures what decode sees: DRAM bandwidth).
+const SHAPES: [(&str, usize, usize); 3] =
+    [("768x2048", 768, 2048), ("4096x4096", 4096, 4096), ("1536x151936", 1536, 151936)];
 
 fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;

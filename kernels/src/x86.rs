@@ -142,6 +142,22 @@ static AVX512: Kernels = Kernels {
 /// Rows a quantized matvec takes at a time, reusing each activation block.
 const ROWS: usize = 8;
 
+/// Software prefetch for the row-blocked matvecs. Decode streams every weight
+/// once from DRAM, and the hardware prefetcher alone leaves the core waiting:
+/// while a group of rows is computed, the same share of the *next* group is
+/// requested, one group (R rows) ahead. Prefetches never fault, so running
+/// past the end of the weights is harmless (the address is never read).
+#[inline(always)]
+fn prefetch_next_group<B>(group: &[B], step: usize, per_step: usize) {
+    let base = group.as_ptr().cast::<u8>().wrapping_add(2 * core::mem::size_of_val(group) + step * per_step);
+    let mut off = 0;
+    while off < per_step {
+        // SAFETY: a prefetch is a hint; it does not access memory architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off).cast::<i8>()) };
+        off += 64;
+    }
+}
+
 #[inline]
 fn read_f32(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
@@ -448,6 +464,9 @@ mod k2 {
         let rows: [&[BlockQ8_0]; R] = core::array::from_fn(|r| &w[r * nb..(r + 1) * nb]);
         let mut acc = [_mm256_setzero_ps(); R];
         for (b, xb) in x.iter().enumerate() {
+            if R > 1 {
+                prefetch_next_group(&w[..R * nb], b, R * core::mem::size_of::<BlockQ8_0>());
+            }
             let a0 = _mm256_cvtepi8_epi16(ld_q8_half(&xb.qs, 0));
             let a1 = _mm256_cvtepi8_epi16(ld_q8_half(&xb.qs, 1));
             let d = scales::<R>(core::array::from_fn(|r| rows[r][b].d), xb.d);
@@ -474,6 +493,9 @@ mod k2 {
         let eight = _mm256_set1_epi8(8);
         let ones = _mm256_set1_epi16(1);
         for (b, xb) in x.iter().enumerate() {
+            if R > 1 {
+                prefetch_next_group(&w[..R * nb], b, R * core::mem::size_of::<BlockQ4_0>());
+            }
             let a = ld_q8(&xb.qs);
             let a8 = _mm256_maddubs_epi16(eight, a);
             let d = scales::<R>(core::array::from_fn(|r| rows[r][b].d), xb.d);
@@ -849,6 +871,9 @@ mod k5 {
                 let mut acc = [_mm512_setzero_ps(); R];
                 let mut b = 0;
                 while b + 2 <= nb {
+                    if R > 1 {
+                        prefetch_next_group(&w[..R * nb], b / 2, 2 * R * core::mem::size_of::<$blk>());
+                    }
                     let a = ld2_q8(&x[b], &x[b + 1]);
                     let seed = _mm512_sub_epi32(
                         _mm512_setzero_si512(),
