@@ -1,23 +1,24 @@
 //! A session: the KV cache and every activation buffer, carved once from one
 //! caller-supplied byte buffer, and the forward pass of the decoder.
 //!
-//! Buffers (shapes in elements; see `model::Layout`):
+//! Buffers (shapes in elements; see `model::Layout`; `batch` is the number of
+//! prompt tokens fed together, 1 unless the plan says otherwise):
 //! ```text
 //! key_cache, value_cache  [layers][context][kv_heads·head_dim]  f32 or f16
-//! x, xb                   [hidden]        residual stream, normed copy / block output
-//! q / k, v                [heads·head_dim] / [kv_heads·head_dim]
-//! attn_out                [heads·head_dim] attention output before o_proj
-//! att                     [heads][context] attention scores
-//! hb, hb2                 [intermediate]  gate and up projections
-//! logits, sample_idx      [vocab]         last logits, sampler's index buffer
-//! cos, sin                [head_dim/2]    RoPE angles of the current position
-//! xq                      Q8_0 blocks of the widest matvec input
-//! tokens                  [context]       every token fed so far
+//! x, xb                   [batch][hidden]          residual stream, normed copy / block output
+//! q / k, v                [batch][heads·head_dim] / [batch][kv_heads·head_dim]
+//! attn_out                [batch][heads·head_dim]  attention output before o_proj
+//! att                     [heads][context]         attention scores (one token at a time)
+//! hb, hb2                 [batch][intermediate]    gate and up projections
+//! logits, sample_idx      [vocab]                  last token's logits, sampler's index buffer
+//! cos, sin                [head_dim/2]             RoPE angles of the current position
+//! xq                      [batch] × Q8_0 blocks of the widest matvec input
+//! tokens                  [context]                every token fed so far
 //! ```
 
 use crate::error::{Error, Result};
-use crate::model::{KvType, Layout, Model, Region};
 use crate::format::{Config, RopeScaling};
+use crate::model::{KvType, Layout, Model, Region};
 use aha_kernels::{rope, Batch, BlockQ8_0, Kernels, Matrix};
 use half::f16;
 
