@@ -12,6 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 type Job = *const (dyn Fn(usize) + Sync);
+/// Work on rows [start, end) of a matrix, writing through its output pointer.
+type RowsFn<'f> = dyn Fn(&Matrix, usize, usize, *mut f32) + Sync + 'f;
 /// Work on item `i` given its rows of two buffers.
 pub type PairFn<'f> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'f;
 
@@ -114,78 +116,67 @@ impl ThreadPool {
     /// threads meet once instead of once per matrix.
     pub fn matvecs(&self, k: &Kernels, act: &Activation, jobs: &mut [(&Matrix, &mut [f32])]) {
         let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
-        let n = self.threads();
-        if n == 1 || total < 64 {
+        if self.threads() == 1 || total < 64 {
             for (w, out) in jobs.iter_mut() {
                 matvec(k, w, act, out);
             }
             return;
         }
-        let share = total.div_ceil(n).next_multiple_of(16);
-        // (matrix, first row in the combined range, output pointer), at most 4 jobs.
-        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] = core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
-        assert!(jobs.len() <= parts.len(), "at most 4 matvecs per hand-off");
+        for (w, out) in jobs.iter() {
+            assert_eq!(out.len(), w.rows, "output length must equal the matrix's rows");
+        }
+        // Shares of 16 rows keep the SIMD kernels' row blocks whole.
+        self.split_rows(jobs, 16, &|w, start, end, out| {
+            // SAFETY: `split_rows` hands each thread disjoint rows [start, end)
+            // of an output of `w.rows` elements that outlives the call.
+            let part = unsafe { core::slice::from_raw_parts_mut(out.add(start), end - start) };
+            matvec(k, &w.rows(start..end), act, part);
+        });
+    }
+
+    /// Batched matvecs of one batch of inputs, rows split across threads:
+    /// job j's output is `n × rows` (input-major), `out[b·rows + r]`.
+    pub fn matmuls(&self, k: &Kernels, batch: &Batch, jobs: &mut [(&Matrix, &mut [f32])]) {
+        for (w, out) in jobs.iter() {
+            assert!(out.len() >= w.rows * batch.n, "output must hold n × rows");
+        }
+        self.split_rows(jobs, 1, &|w, start, end, out| {
+            let rows = w.rows;
+            matmul(k, &w.rows(start..end), batch, |b, r, y| {
+                // SAFETY: this thread owns rows [start, end) of every input's
+                // section of the output (disjoint across threads); b·rows +
+                // start + r < n·rows, inside the output (asserted above).
+                unsafe { *out.add(b * rows + start + r) = y };
+            });
+        });
+    }
+
+    /// Treats the rows of up to 4 matrices as one range, splits it into one
+    /// share per thread (a multiple of `align` rows), and runs
+    /// `f(matrix, start, end, output pointer)` for each thread's rows of each
+    /// matrix it touches. Distinct threads get disjoint row ranges.
+    fn split_rows(&self, jobs: &mut [(&Matrix, &mut [f32])], align: usize, f: &RowsFn) {
+        let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
+        let share = total.div_ceil(self.threads()).next_multiple_of(align);
+        // (matrix, its first row in the combined range, its output).
+        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] =
+            core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
+        assert!(jobs.len() <= parts.len(), "at most 4 matrices per hand-off");
         let mut first = 0;
         for (slot, (w, out)) in parts.iter_mut().zip(jobs.iter_mut()) {
-            assert_eq!(out.len(), w.rows, "output length must equal the matrix's rows");
             *slot = (Some(*w), first, SendPtr(out.as_mut_ptr()));
             first += w.rows;
         }
         self.run(&|t| {
             let (lo, hi) = ((t * share).min(total), ((t + 1) * share).min(total));
-            for (w, first, ptr) in &parts {
+            for (w, first, out) in &parts {
                 let Some(w) = w else { continue };
                 let (start, end) = (lo.max(*first) - first, hi.min(first + w.rows).saturating_sub(*first));
-                if start >= end || lo >= first + w.rows {
-                    continue;
+                if start < end {
+                    f(w, start, end, out.0);
                 }
-                // SAFETY: for distinct `t` the combined ranges [lo, hi) are
-                // disjoint, so the rows [start, end) of each output are too;
-                // they lie inside that output, which outlives `run`.
-                let part = unsafe { core::slice::from_raw_parts_mut(ptr.0.add(start), end - start) };
-                matvec(k, &w.rows(start..end), act, part);
             }
         });
-    }
-}
-
-impl ThreadPool {
-    /// Batched matvecs of one batch of inputs, rows split across threads:
-    /// job j's output is `n × rows` (input-major), `out[b·rows + r]`.
-    pub fn matmuls(&self, k: &Kernels, batch: &Batch, jobs: &mut [(&Matrix, &mut [f32])]) {
-        let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
-        let n = self.threads();
-        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] = core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
-        assert!(jobs.len() <= parts.len(), "at most 4 matmuls per hand-off");
-        let mut first = 0;
-        for (slot, (w, out)) in parts.iter_mut().zip(jobs.iter_mut()) {
-            assert!(out.len() >= w.rows * batch.n, "output must hold n × rows");
-            *slot = (Some(*w), first, SendPtr(out.as_mut_ptr()));
-            first += w.rows;
-        }
-        let share = total.div_ceil(n);
-        let work = |t: usize| {
-            let (lo, hi) = ((t * share).min(total), ((t + 1) * share).min(total));
-            for (w, first, ptr) in &parts {
-                let Some(w) = w else { continue };
-                let (start, end) = (lo.max(*first) - first, hi.min(first + w.rows).saturating_sub(*first));
-                if start >= end || lo >= first + w.rows {
-                    continue;
-                }
-                let rows = w.rows;
-                matmul(k, &w.rows(start..end), batch, |b, r, y| {
-                    // SAFETY: thread `t` writes only rows [start, end) of each
-                    // output (disjoint across threads), at b·rows + r < n·rows,
-                    // inside the output (asserted above), which outlives `run`.
-                    unsafe { *ptr.0.add(b * rows + start + r) = y };
-                });
-            }
-        };
-        if n == 1 {
-            work(0)
-        } else {
-            self.run(&work)
-        }
     }
 
     /// Runs `f(i, &mut a[i·a_len..], &mut b[i·b_len..])` for every `i < n`,
