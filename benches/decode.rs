@@ -9,30 +9,11 @@
 //! kernels bench). Run: `cargo bench --bench decode`.
 
 use aha_kernels::DType;
-use aha_runtime::format::{Arch, Config, RopeScaling};
+use aha_runtime::Config;
 use aha_runtime::{KvType, Model, Session};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::PathBuf;
 use std::time::Duration;
-
-pub fn qwen2_122m() -> Config {
-    Config {
-        arch: Arch::Qwen2,
-        vocab_size: 32000,
-        hidden_size: 768,
-        intermediate_size: 2048,
-        num_layers: 12,
-        num_heads: 12,
-        num_kv_heads: 2,
-        head_dim: 64,
-        rope_theta: 1_000_000.0,
-        rope_scaling: RopeScaling::None,
-        rms_norm_eps: 1e-6,
-        max_position: 4096,
-        tie_embeddings: false,
-        attention_bias: true,
-    }
-}
 
 /// The model file, written once into target/ and reused.
 fn model_file(dtype: DType) -> PathBuf {
@@ -40,7 +21,7 @@ fn model_file(dtype: DType) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("qwen2-122m-{}.aha", dtype.name()));
     if Model::from_bytes(&std::fs::read(&path).unwrap_or_default()).is_err() {
-        aha_runtime::writer::write_random_model(&path, &qwen2_122m(), dtype, None, 42).unwrap();
+        aha_runtime::writer::write_random_model(&path, &Config::qwen2_122m(), dtype, None, 42).unwrap();
     }
     path
 }

@@ -262,3 +262,81 @@ pub fn inspect(path: &Path, context: usize, verify: bool) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// The model file; omit it and pass --random to bench a random 122M Qwen2.
+    pub model: Option<PathBuf>,
+    /// Bench a random 122M Qwen2 at this weight format (f32, f16, bf16, q8_0, q4_0).
+    #[arg(long)]
+    pub random: Option<String>,
+    #[arg(long, default_value = "1")]
+    pub threads: String,
+    /// Prompt tokens (fed in batches of 32), then this many decoded tokens.
+    #[arg(long, default_value_t = 64)]
+    pub prompt: usize,
+    #[arg(long, default_value_t = 128)]
+    pub tokens: usize,
+}
+
+pub fn bench(a: &BenchArgs) -> Result<()> {
+    let tmp;
+    let path = match (&a.model, &a.random) {
+        (Some(p), None) => p.clone(),
+        (None, Some(d)) => {
+            tmp = std::env::temp_dir().join(format!("aha-bench-qwen2-122m-{d}-{}.aha", std::process::id()));
+            aha_runtime::writer::write_random_model(&tmp, &aha_runtime::Config::qwen2_122m(), dtype(d)?, None, 42)?;
+            tmp.clone()
+        }
+        _ => bail!("give a model file or --random DTYPE (not both)"),
+    };
+    let result = bench_file(&path, a);
+    if a.random.is_some() {
+        let _ = std::fs::remove_file(&path);
+    }
+    result
+}
+
+fn bench_file(path: &Path, a: &BenchArgs) -> Result<()> {
+    let bytes = open_model(path)?;
+    let model = parse_model(path, &bytes)?;
+    let vocab = model.config.vocab_size;
+    let prompt: Vec<u32> = (0..a.prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let context = a.prompt + a.tokens + 1;
+    // Weights read per decoded token: every matrix once, one embedding row.
+    let embed = model.embed();
+    let per_token = model.weight_bytes() - embed.data.len() as u64 + embed.row_bytes() as u64;
+    println!(
+        "{}: {} layers × {} wide, {:.1} MB of weights read per token, {} kernels",
+        path.display(),
+        model.config.num_layers,
+        model.config.hidden_size,
+        per_token as f64 / 1e6,
+        aha_kernels::best().name
+    );
+    println!("{:>7}  {:>12}  {:>12}  {:>10}", "threads", "prompt tok/s", "decode tok/s", "decode GB/s");
+    for threads in a.threads.split(',') {
+        let threads: usize = threads.trim().parse().with_context(|| format!("`{threads}` is not a thread count"))?;
+        let plan = model.memory_plan_batched(context, KvType::F32, PROMPT_BATCH);
+        let mut buf = plan.allocate();
+        let mut session = Session::with_plan(&model, &mut buf, &plan, aha_kernels::best())?;
+        session.set_threads(threads);
+        let t0 = Instant::now();
+        let mut next = aha_runtime::sampler::argmax(session.feed(&prompt)?);
+        let prompt_s = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 0..a.tokens {
+            next = aha_runtime::sampler::argmax(session.step(next)?);
+        }
+        let decode_s = t1.elapsed().as_secs_f64();
+        let tps = a.tokens as f64 / decode_s;
+        println!(
+            "{:>7}  {:>12.1}  {:>12.1}  {:>10.2}",
+            threads,
+            a.prompt as f64 / prompt_s,
+            tps,
+            tps * per_token as f64 / 1e9
+        );
+    }
+    Ok(())
+}

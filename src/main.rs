@@ -55,6 +55,9 @@ enum Command {
         tokenizer: PathBuf,
         ids: String,
     },
+    /// Measure prompt and decode speed (tokens/s, GB/s of weights) on a model
+    /// file, or on a random 122M Qwen2 (768 wide, 12 layers, 12/2 heads, vocab 32000).
+    Bench(commands::BenchArgs),
     /// Show a model file: architecture, tensors, memory at a context length.
     Inspect {
         model: PathBuf,
@@ -82,6 +85,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Logits { model, tokens, all, threads } => commands::logits(&model, &parse_ids(&tokens)?, all, threads),
         Command::Tokenize { tokenizer, text } => commands::tokenize(&tokenizer, &text),
         Command::Detokenize { tokenizer, ids } => commands::detokenize(&tokenizer, &parse_ids(&ids)?),
+        Command::Bench(args) => commands::bench(&args),
         Command::Inspect { model, context, verify } => commands::inspect(&model, context, verify),
     }
 }

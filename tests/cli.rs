@@ -102,3 +102,13 @@ fn bad_input_gives_named_errors_not_panics() {
     assert!(e.contains("mlp") || e.contains("intermediate"), "{e}");
     assert!(!out.exists(), "a failed conversion leaves no file");
 }
+
+#[test]
+fn bench_reports_prompt_and_decode_speed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = convert(tmp.path(), "q4_0");
+    let out = ok(&aha(&["bench", model.to_str().unwrap(), "--threads", "1,2", "--prompt", "8", "--tokens", "8"]));
+    assert!(out.contains("decode tok/s"), "{out}");
+    assert_eq!(out.lines().count(), 4, "a header, a column line and one row per thread count: {out}");
+    assert!(err(&aha(&["bench", model.to_str().unwrap(), "--threads", "one"])).contains("`one`"));
+}

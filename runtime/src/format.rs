@@ -102,6 +102,28 @@ impl Config {
         Ok(())
     }
 
+    /// A ~122M-parameter Qwen2 (768 wide, 12 layers, 12 heads / 2 KV heads,
+    /// head dim 64, intermediate 2048, vocab 32000, untied): the shape the
+    /// decode benches use, matching the llama.cpp comparison in the README.
+    pub fn qwen2_122m() -> Config {
+        Config {
+            arch: Arch::Qwen2,
+            vocab_size: 32000,
+            hidden_size: 768,
+            intermediate_size: 2048,
+            num_layers: 12,
+            num_heads: 12,
+            num_kv_heads: 2,
+            head_dim: 64,
+            rope_theta: 1_000_000.0,
+            rope_scaling: RopeScaling::None,
+            rms_norm_eps: 1e-6,
+            max_position: 4096,
+            tie_embeddings: false,
+            attention_bias: true,
+        }
+    }
+
     pub fn q_dim(&self) -> usize {
         (self.num_heads * self.head_dim) as usize
     }
