@@ -128,25 +128,8 @@ const ROWS: usize = 4;
 /// Runs `f` over groups of `ROWS` rows, then over the remaining rows one at
 /// a time; rows past `w`'s end are left untouched, like the scalar `zip`.
 #[inline(always)]
-fn groups<B>(w: &[B], nb: usize, out: &mut [f32], mut f: impl FnMut(&[B], &mut [f32])) {
-    if nb == 0 {
-        out.fill(0.0);
-        return;
-    }
-    let rows = out.len().min(w.len() / nb);
-    let out = &mut out[..rows];
-    let mut wg = w.chunks_exact(nb * ROWS);
-    let mut og = out.chunks_exact_mut(ROWS);
-    for (wr, or) in (&mut wg).zip(&mut og) {
-        f(wr, or);
-    }
-    for (wr, or) in wg
-        .remainder()
-        .chunks_exact(nb)
-        .zip(og.into_remainder().chunks_exact_mut(1))
-    {
-        f(wr, or);
-    }
+fn groups<B>(w: &[B], nb: usize, out: &mut [f32], f: impl FnMut(&[B], &mut [f32])) {
+    crate::matvec::row_groups(w, nb, ROWS, out, f)
 }
 
 #[inline]

@@ -66,6 +66,28 @@ pub fn matvec(k: &Kernels, w: &Matrix, act: &Activation, out: &mut [f32]) {
     }
 }
 
+/// Calls `f(rows, outs)` on consecutive groups of `group` weight rows (`nb`
+/// blocks or elements each) and their outputs, then on each leftover row
+/// alone: the SIMD backends' row blocking. Rows beyond `out.len()` are ignored.
+#[allow(dead_code)] // unused on targets without a SIMD backend
+pub(crate) fn row_groups<B>(w: &[B], nb: usize, group: usize, out: &mut [f32], mut f: impl FnMut(&[B], &mut [f32])) {
+    if nb == 0 {
+        out.fill(0.0);
+        return;
+    }
+    let rows = out.len().min(w.len() / nb);
+    // Exactly `rows` rows of weights, so the remainder is the rows after the last group.
+    let (w, out) = (&w[..rows * nb], &mut out[..rows]);
+    let mut wg = w.chunks_exact(nb * group);
+    let mut og = out.chunks_exact_mut(group);
+    for (wr, or) in (&mut wg).zip(&mut og) {
+        f(wr, or);
+    }
+    for (wr, or) in wg.remainder().chunks_exact(nb).zip(og.into_remainder().chunks_exact_mut(1)) {
+        f(wr, or);
+    }
+}
+
 /// A batch of `n` matvec inputs of `cols` each (row-major), and optionally
 /// their Q8_0 forms: the prompt's tokens, processed together so each weight
 /// row is read from memory once per batch instead of once per token.

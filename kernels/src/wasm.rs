@@ -371,25 +371,8 @@ mod imp {
     }
 
     /// Groups of `ROWS` rows, then single rows; rows past `w`'s end untouched.
-    fn groups<B>(w: &[B], nb: usize, out: &mut [f32], mut f: impl FnMut(&[B], &mut [f32])) {
-        if nb == 0 {
-            out.fill(0.0);
-            return;
-        }
-        let rows = out.len().min(w.len() / nb);
-        let out = &mut out[..rows];
-        let mut wg = w.chunks_exact(nb * ROWS);
-        let mut og = out.chunks_exact_mut(ROWS);
-        for (wr, or) in (&mut wg).zip(&mut og) {
-            f(wr, or);
-        }
-        for (wr, or) in wg
-            .remainder()
-            .chunks_exact(nb)
-            .zip(og.into_remainder().chunks_exact_mut(1))
-        {
-            f(wr, or);
-        }
+    fn groups<B>(w: &[B], nb: usize, out: &mut [f32], f: impl FnMut(&[B], &mut [f32])) {
+        crate::matvec::row_groups(w, nb, ROWS, out, f)
     }
 
     fn matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) {

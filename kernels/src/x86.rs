@@ -483,25 +483,96 @@ mod k2 {
         }
     }
 
-    /// `R` rows of Q4_0 against Q8_0 `x`: `vpmaddubsw` of the unsigned codes,
-    /// less `vpmaddubsw` of 8s (shared by the rows), so any i8 activation is exact.
+    /// `R` rows of Q4_0 against Q8_0 `x`, two blocks per step: `vpmaddubsw`
+    /// of the unsigned codes, less `vpmaddubsw` of 8s (shared by the rows), so
+    /// any i8 activation is exact.
+    ///
+    /// The weight nibbles are never shuffled across lanes: [qs_a | qs_b] is
+    /// loaded as it lies, its low nibbles being elements 0..16 of each block
+    /// and its high nibbles elements 16..32, and it is the *activations* that
+    /// are rearranged to match ([x_a[..16] | x_b[..16]] and [x_a[16..] |
+    /// x_b[16..]]), once per step for all the rows. The rows' f16 scales are
+    /// converted together, eight per `vcvtph2ps`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        const { assert!(R <= 8) };
         let nb = x.len();
-        let rows: [&[BlockQ4_0]; R] = core::array::from_fn(|r| &w[r * nb..(r + 1) * nb]);
-        let mut acc = [_mm256_setzero_ps(); R];
+        let w = &w[..R * nb];
+        let wp = w.as_ptr();
+        let m4 = _mm256_set1_epi8(0x0F);
         let eight = _mm256_set1_epi8(8);
         let ones = _mm256_set1_epi16(1);
-        for (b, xb) in x.iter().enumerate() {
+        let mut acc = [_mm256_setzero_ps(); R];
+        // Lane sources of a row's [a ×4 | b ×4] in `d` below; opaque, or LLVM
+        // splits each constant vpermps into two shuffles.
+        let pick: [__m256i; 4] = core::array::from_fn(|i| {
+            let i = 2 * i as i32;
+            core::hint::black_box(_mm256_setr_epi32(i, i, i, i, i + 1, i + 1, i + 1, i + 1))
+        });
+        let mut b = 0;
+        while b + 2 <= nb {
             if R > 1 {
-                prefetch_next_group(&w[..R * nb], b, R * core::mem::size_of::<BlockQ4_0>());
+                prefetch_next_group(w, b / 2, 2 * R * core::mem::size_of::<BlockQ4_0>());
             }
+            // SAFETY: r < R and b + 1 < nb, so blocks r·nb + b and r·nb + b + 1
+            // (the 36 bytes from p[r]) are inside `w`.
+            let p: [*const u8; R] =
+                core::array::from_fn(|r| unsafe { wp.add(r * nb + b).cast::<u8>() });
+            let (xa, xb) = (ld_q8(&x[b].qs), ld_q8(&x[b + 1].qs));
+            let xlo = _mm256_permute2x128_si256::<0x20>(xa, xb);
+            let xhi = _mm256_permute2x128_si256::<0x31>(xa, xb);
+            let x8 = _mm256_add_epi16(
+                _mm256_maddubs_epi16(eight, xlo),
+                _mm256_maddubs_epi16(eight, xhi),
+            );
+            // The rows' f16 scales as one [d_a, d_b] i32 lane per row: d_a is
+            // the low half of bytes 0..4 from p[r], d_b the high half of 16..20.
+            let dwords = |off: usize| -> [i32; 8] {
+                core::array::from_fn(|r| {
+                    if r < R {
+                        // SAFETY: off is 0 or 16: the 4 bytes lie in the 36 from p[r].
+                        unsafe { p[r].add(off).cast::<i32>().read_unaligned() }
+                    } else {
+                        0
+                    }
+                })
+            };
+            let (da, db) = (dwords(0), dwords(16));
+            // SAFETY: `da` and `db` are 32 readable bytes each; loadu needs no alignment.
+            let dd = unsafe {
+                _mm256_blend_epi16::<0xAA>(
+                    _mm256_loadu_si256(da.as_ptr().cast()),
+                    _mm256_loadu_si256(db.as_ptr().cast()),
+                )
+            };
+            // d·d_x as [a, b] pairs, rows 0..4 then rows 4..8.
+            let (dxa, dxb) = (f16s(x[b].d), f16s(x[b + 1].d));
+            let dx = _mm256_setr_ps(dxa, dxb, dxa, dxb, dxa, dxb, dxa, dxb);
+            let d = [
+                _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(dd)), dx),
+                _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256::<1>(dd)), dx),
+            ];
+            for r in 0..R {
+                // SAFETY: bytes 2..18 and 20..36 from p[r] are the two blocks' qs.
+                let q = unsafe { _mm256_loadu2_m128i(p[r].add(20).cast(), p[r].add(2).cast()) };
+                let lo = _mm256_and_si256(q, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                let p =
+                    _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+                let s = _mm256_madd_epi16(_mm256_sub_epi16(p, x8), ones);
+                let dr = _mm256_permutevar8x32_ps(d[r / 4], pick[r % 4]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dr, acc[r]);
+            }
+            b += 2;
+        }
+        if b < nb {
+            // An odd last block, in element order.
+            let xb = &x[b];
             let a = ld_q8(&xb.qs);
             let a8 = _mm256_maddubs_epi16(eight, a);
-            let d = scales::<R>(core::array::from_fn(|r| rows[r][b].d), xb.d);
+            let d = scales::<R>(core::array::from_fn(|r| w[r * nb + b].d), xb.d);
             for r in 0..R {
-                let wb = &rows[r][b];
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_codes(&wb.qs), a), a8);
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q4_codes(&w[r * nb + b].qs), a), a8);
                 let s = _mm256_madd_epi16(p, ones);
                 acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), lane(d, r), acc[r]);
             }
@@ -782,34 +853,18 @@ mod k2 {
 /// then over the remaining rows one at a time. Rows past `w`'s end are left
 /// untouched, like the scalar reference's `zip`.
 #[inline(always)]
-fn groups<B>(w: &[B], nb: usize, out: &mut [f32], mut f: impl FnMut(&[B], &mut [f32])) {
-    if nb == 0 {
-        out.fill(0.0);
-        return;
-    }
-    let rows = out.len().min(w.len() / nb);
-    let out = &mut out[..rows];
-    let mut wg = w.chunks_exact(nb * ROWS);
-    let mut og = out.chunks_exact_mut(ROWS);
-    for (wr, or) in (&mut wg).zip(&mut og) {
-        f(wr, or);
-    }
-    for (wr, or) in wg
-        .remainder()
-        .chunks_exact(nb)
-        .zip(og.into_remainder().chunks_exact_mut(1))
-    {
-        f(wr, or);
-    }
+fn groups<B>(w: &[B], nb: usize, out: &mut [f32], f: impl FnMut(&[B], &mut [f32])) {
+    crate::matvec::row_groups(w, nb, ROWS, out, f)
 }
 
 /// AVX-512 kernels: `vpdpbusd` (u8 × i8, four products summed into i32 lanes)
-/// over two blocks per 512-bit register. Both formats are made unsigned
-/// (Q8_0: w + 128, Q4_0: the codes) and the offset is taken back by seeding
-/// the accumulator with −offset·Σx, computed once per activation block and
-/// shared by the rows: exact for every i8 on either side.
+/// over two blocks per 512-bit register (Q4_0: four, see its section). Both
+/// formats are made unsigned (Q8_0: w + 128, Q4_0: the codes) and the offset
+/// is taken back by seeding the accumulator with −offset·Σx, computed once
+/// per activation block and shared by the rows: exact for every i8 on either
+/// side.
 mod k5 {
-    use super::k2::{f16s, hsum, ld_q4, ld_q8};
+    use super::k2::{f16s, hsum, ld_q8};
     use super::*;
 
     /// The i8 of two Q8_0 blocks in one register.
@@ -824,16 +879,6 @@ mod k5 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     fn ld2_q8u(a: &BlockQ8_0, b: &BlockQ8_0) -> __m512i {
         _mm512_xor_si512(ld2_q8(a, b), _mm512_set1_epi8(i8::MIN))
-    }
-
-    /// The codes (0..=15) of two Q4_0 blocks, each in element order.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn ld2_q4(a: &BlockQ4_0, b: &BlockQ4_0) -> __m512i {
-        let v = _mm256_set_m128i(ld_q4(&b.qs), ld_q4(&a.qs)); // [a, b]
-        let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(v), _mm256_srli_epi16::<4>(v)); // [a, b, a>>4, b>>4]
-        let z = _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z); // [a, a>>4, b, b>>4]
-        _mm512_and_si512(z, _mm512_set1_epi8(0x0F))
     }
 
     /// [s0 ×8, s1 ×8]: the two blocks' combined scales, per 256-bit half.
@@ -921,7 +966,179 @@ mod k5 {
         };
     }
     rows_vnni!(rows_q8_0, BlockQ8_0, ld2_q8u, 0x80u8);
-    rows_vnni!(rows_q4_0, BlockQ4_0, ld2_q4, 8u8);
+
+    // --- Q4_0: four blocks per step, nibbles never shuffled across lanes ---
+    //
+    // Four consecutive Q4_0 blocks of a row are a 72-byte run, read as bytes
+    // 0..64 and 56..72. Every `d` and every `qs` starts at an even offset
+    // (18k, 18k + 2), so word permutes suffice: one `vpermt2w` packs
+    // [qs0|qs1|qs2|qs3] (one block per 128-bit lane) and the `d`s are picked
+    // out by `vpermw`. A lane's low nibbles are its block's elements 0..16 and
+    // its high nibbles elements 16..32, so it is the *activations* that are
+    // rearranged to match, once per step for all the rows.
+
+    const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
+
+    /// `vpermt2w` sources that gather the four `qs` of a run into one lane
+    /// each: words of bytes 0..64, then (32 +) words of bytes 56..72.
+    static Q4_QS_WORDS: [u16; 32] = {
+        let mut t = [0; 32];
+        let mut i = 0;
+        while i < 32 {
+            let o = 18 * (i / 8) + 2 + 2 * (i % 8); // byte offset in the run
+            t[i] = (if i < 24 { o / 2 } else { 32 + (o - 56) / 2 }) as u16;
+            i += 1;
+        }
+        t
+    };
+
+    /// The activation side of a step of (up to) four blocks, shared by the
+    /// rows: elements 0..16 (`lo`) and 16..32 (`hi`) of each block, one
+    /// 128-bit lane per block as the weights' nibbles; −8·Σx per i32 lane
+    /// (`seed`, taking back the codes' offset exactly); [d_x0..d_x3] ×4.
+    /// Blocks past `x.len()` are zero, so they add nothing.
+    struct Q4Step {
+        lo: __m512i,
+        hi: __m512i,
+        seed: __m512i,
+        dx: __m512,
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn q4_step(x: &[BlockQ8_0]) -> Q4Step {
+        let mut q = [_mm256_setzero_si256(); 4];
+        let mut h = 0u64;
+        for (k, xb) in x.iter().take(4).enumerate() {
+            q[k] = ld_q8(&xb.qs);
+            h |= (u16::from_le_bytes(xb.d) as u64) << (16 * k);
+        }
+        let z01 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q[0]), q[1]); // [x0 lo, x0 hi, x1 lo, x1 hi]
+        let z23 = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q[2]), q[3]);
+        let lo = _mm512_shuffle_i64x2::<0b10_00_10_00>(z01, z23);
+        let hi = _mm512_shuffle_i64x2::<0b11_01_11_01>(z01, z23);
+        let eight = _mm512_set1_epi8(8);
+        let sum8 = _mm512_dpbusd_epi32(
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, lo),
+            eight,
+            hi,
+        );
+        let dx = _mm512_broadcast_f32x4(_mm_cvtph_ps(_mm_cvtsi64_si128(h as i64)));
+        Q4Step {
+            lo,
+            hi,
+            seed: _mm512_sub_epi32(_mm512_setzero_si512(), sum8),
+            dx,
+        }
+    }
+
+    /// Index vectors for [`q4_rows`], built once per call.
+    struct Q4Idx {
+        /// [`Q4_QS_WORDS`].
+        qs: __m512i,
+        /// Words 0, 9, 18, 27 of a run (its four `d`), repeated.
+        d: __m512i,
+        /// Lanes 4k..4k + 4 of a vector, each repeated four times.
+        pick: [__m512i; 4],
+    }
+
+    impl Q4Idx {
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        fn new() -> Self {
+            Q4Idx {
+                // SAFETY: the static is 64 readable bytes; loadu needs no alignment.
+                qs: unsafe { _mm512_loadu_si512(Q4_QS_WORDS.as_ptr().cast()) },
+                d: _mm512_set1_epi64(0x001b_0012_0009_0000),
+                pick: core::array::from_fn(|k| {
+                    let k = 4 * k as i32;
+                    let (a, b, c, d) = (k, k + 1, k + 2, k + 3);
+                    _mm512_setr_epi32(a, a, a, a, b, b, b, b, c, c, c, c, d, d, d, d)
+                }),
+            }
+        }
+    }
+
+    /// `acc[r]` += row r's run · `x`, where `z[r]` is the run's bytes 0..64
+    /// and (low 128 bits) 56..72.
+    ///
+    /// The scales of all the rows are converted together: row r's four `d`
+    /// go to words 4r..4r + 4 of one register (merge-masked `vpermw`), two
+    /// `vcvtph2ps` and products with d_x give rows 0..4 and 4..8, and a row
+    /// then takes its [s0 ×4, s1 ×4, s2 ×4, s3 ×4] with one `vpermps`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn q4_rows<const R: usize>(
+        z: &[(__m512i, __m512i); R],
+        x: &Q4Step,
+        idx: &Q4Idx,
+        acc: &mut [__m512; R],
+    ) {
+        const { assert!(R <= 8) };
+        let mut dw = _mm512_setzero_si512();
+        for (r, &(z0, _)) in z.iter().enumerate() {
+            dw = _mm512_mask_permutexvar_epi16(dw, 0xF << (4 * r), idx.d, z0);
+        }
+        let s = [
+            _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(dw)), x.dx),
+            _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(dw)), x.dx),
+        ];
+        let m4 = _mm512_set1_epi8(0x0F);
+        for r in 0..R {
+            let qs = _mm512_permutex2var_epi16(z[r].0, idx.qs, z[r].1);
+            let lo = _mm512_and_si512(qs, m4);
+            let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(qs), m4);
+            let dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x.seed, lo, x.lo), hi, x.hi);
+            let scale = _mm512_permutexvar_ps(idx.pick[r % 4], s[r / 4]);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[r]);
+        }
+    }
+
+    /// `R` rows of Q4_0 against `x`, four blocks per step (see above); a last
+    /// step of one to three blocks reads the same way with masked loads.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn rows_q4_0<const R: usize>(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) {
+        const B: usize = core::mem::size_of::<BlockQ4_0>();
+        let nb = x.len();
+        let w = &w[..R * nb];
+        let wp = w.as_ptr().cast::<u8>();
+        let idx = Q4Idx::new();
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut b = 0;
+        while b + 4 <= nb {
+            if R > 1 {
+                prefetch_next_group(w, b / 4, 4 * R * B);
+            }
+            // SAFETY: r < R and b + 4 <= nb, so the run's 72 bytes (blocks
+            // r·nb + b .. + 4) lie inside `w`; loadu needs no alignment.
+            let z = core::array::from_fn(|r| unsafe {
+                let p = wp.add((r * nb + b) * B);
+                let tail = _mm_loadu_si128(p.add(56).cast());
+                (_mm512_loadu_si512(p.cast()), _mm512_castsi128_si512(tail))
+            });
+            q4_rows::<R>(&z, &q4_step(&x[b..b + 4]), &idx, &mut acc);
+            b += 4;
+        }
+        if b < nb {
+            // One to three blocks (n < 56 bytes) left: the bytes past them
+            // load as zeros (codes 0, scales 0; their activations are zero too).
+            let n = (nb - b) * B;
+            // SAFETY: only the n bytes of blocks r·nb + b .. r·nb + nb, inside
+            // `w`, are enabled; masked-off bytes are not accessed (a masked
+            // load does not fault on them).
+            let z = core::array::from_fn(|r| unsafe {
+                let p = wp.add((r * nb + b) * B);
+                (
+                    _mm512_maskz_loadu_epi8((1u64 << n) - 1, p.cast()),
+                    _mm512_setzero_si512(),
+                )
+            });
+            q4_rows::<R>(&z, &q4_step(&x[b..]), &idx, &mut acc);
+        }
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(acc[r]);
+        }
+    }
 
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     pub(super) fn dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
