@@ -45,7 +45,7 @@ struct Scratch<'w> {
     tokens: &'w mut [u32],
 }
 
-/// Work on one attention head given its score row and output row.
+/// Work on one KV head given its query heads' score rows and output rows.
 type HeadFn<'f> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'f;
 
 /// How matvecs run: the kernel table, and under `std` an optional thread pool.
@@ -85,7 +85,7 @@ impl Exec<'_> {
         }
     }
 
-    /// Runs `f(h, att_row, out_row)` for every attention head, across threads under std.
+    /// Runs `f(i, att_rows, out_rows)` for every KV head i, across threads under std.
     fn for_each_head(
         &self,
         heads: usize,
@@ -370,17 +370,22 @@ impl<'m, 'w> Session<'m, 'w> {
                     }
                 }
             }
-            // Causal attention of each query head over its KV head's cache
-            // rows 0..=pos+b, token by token (each sees itself and earlier ones).
+            // Causal attention over cache rows 0..=pos+b, token by token (each
+            // sees itself and earlier ones). Work is split by KV head: the
+            // `group` query heads sharing one read each key and value row
+            // while it is in L1, instead of once per query head.
             for b in 0..n {
                 let span = pos + b + 1;
                 let kv = &self.kv;
                 let qb = &q[b * q_dim..(b + 1) * q_dim];
-                let head = |hh: usize, att: &mut [f32], out: &mut [f32]| {
-                    let first = layer_base + (hh / group) * hd;
-                    attend(k, kv, &qb[hh * hd..(hh + 1) * hd], first, kv_dim, scale, &mut att[..span], out);
+                let context = self.context;
+                let kv_head = |kvh: usize, att: &mut [f32], out: &mut [f32]| {
+                    let queries = &qb[kvh * group * hd..(kvh + 1) * group * hd];
+                    let first = layer_base + kvh * hd;
+                    attend(k, kv, queries, hd, first, kv_dim, scale, span, context, att, out);
                 };
-                exec.for_each_head(n_heads, s.att, self.context, &mut attn_out[b * q_dim..(b + 1) * q_dim], hd, &head);
+                let out = &mut attn_out[b * q_dim..(b + 1) * q_dim];
+                exec.for_each_head(n_kv, s.att, group * self.context, out, group * hd, &kv_head);
             }
             let act = exec.batch(attn_out, n, s.xq, &[&w.wo]);
             exec.matmuls(&act, &mut [(&w.wo, &mut *xb)]);
@@ -415,33 +420,46 @@ fn rmsnorm_rows(k: &Kernels, out: &mut [f32], x: &[f32], h: usize, w: &[u8], eps
     }
 }
 
-/// One head: scores = q·k_t·scale for t < span, softmax, out = Σ_t score_t·v_t.
-/// Key/value row t of this head starts at `first + t·kv_dim` in the caches.
+/// The query heads of one KV head (`queries`: group × head_dim) against
+/// cache rows t < span, whose key/value for this head start at
+/// `first + t·kv_dim`: scores (row g of `att` has stride `context`) =
+/// q_g·k_t·scale, softmax per head, out_g = Σ_t score_g,t·v_t.
 #[allow(clippy::too_many_arguments)]
-fn attend(k: &Kernels, kv: &KvCache, q: &[f32], first: usize, kv_dim: usize, scale: f32, att: &mut [f32], out: &mut [f32]) {
-    let hd = q.len();
+fn attend(
+    k: &Kernels,
+    kv: &KvCache,
+    queries: &[f32],
+    hd: usize,
+    first: usize,
+    kv_dim: usize,
+    scale: f32,
+    span: usize,
+    context: usize,
+    att: &mut [f32],
+    out: &mut [f32],
+) {
+    let group = queries.len() / hd;
     out.fill(0.0);
-    match kv {
-        KvCache::F32 { k: kc, v: vc } => {
-            for (t, a) in att.iter_mut().enumerate() {
-                let at = first + t * kv_dim;
-                *a = (k.dot_f32_f32)(q, &kc[at..at + hd]) * scale;
-            }
-            (k.softmax)(att);
-            for (t, &a) in att.iter().enumerate() {
-                let at = first + t * kv_dim;
-                (k.axpy_f32)(a, &vc[at..at + hd], out);
-            }
+    for t in 0..span {
+        let at = first + t * kv_dim;
+        for (g, q) in queries.chunks_exact(hd).enumerate() {
+            att[g * context + t] = scale
+                * match kv {
+                    KvCache::F32 { k: kc, .. } => (k.dot_f32_f32)(q, &kc[at..at + hd]),
+                    KvCache::F16 { k: kc, .. } => (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q),
+                };
         }
-        KvCache::F16 { k: kc, v: vc } => {
-            for (t, a) in att.iter_mut().enumerate() {
-                let at = first + t * kv_dim;
-                *a = (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q) * scale;
-            }
-            (k.softmax)(att);
-            for (t, &a) in att.iter().enumerate() {
-                let at = first + t * kv_dim;
-                (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), out);
+    }
+    for g in 0..group {
+        (k.softmax)(&mut att[g * context..g * context + span]);
+    }
+    for t in 0..span {
+        let at = first + t * kv_dim;
+        for (g, o) in out.chunks_exact_mut(hd).enumerate() {
+            let a = att[g * context + t];
+            match kv {
+                KvCache::F32 { v: vc, .. } => (k.axpy_f32)(a, &vc[at..at + hd], o),
+                KvCache::F16 { v: vc, .. } => (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), o),
             }
         }
     }
