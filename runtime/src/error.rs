@@ -52,6 +52,8 @@ pub enum Error {
     Tokenizer(crate::tokenizer::TokenizerError),
     /// The sampler's settings are out of range.
     BadSampler { what: &'static str },
+    /// An API was called out of order or with an empty input (`what` says which).
+    Usage { what: &'static str },
     #[cfg(feature = "std")]
     Io { path: std::path::PathBuf, source: std::io::Error },
     /// An input file (config.json, tokenizer.json, safetensors) is not what
@@ -97,6 +99,7 @@ impl fmt::Display for Error {
             NoTokenizer => write!(f, "the model file has no tokenizer"),
             Tokenizer(e) => write!(f, "tokenizer: {e}"),
             BadSampler { what } => write!(f, "invalid sampler setting: {what}"),
+            Usage { what } => write!(f, "{what}"),
             #[cfg(feature = "std")]
             Io { path, source } => write!(f, "{}: {source}", path.display()),
             #[cfg(feature = "std")]

@@ -120,7 +120,7 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
     /// with `<think>\n`).
     pub fn prompt(&mut self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
-            return Err(Error::BadSampler { what: "the prompt is empty" });
+            return Err(Error::Usage { what: "the prompt is empty" });
         }
         for &t in ids.iter().rev() {
             if Some(t) == self.think_open {
@@ -141,7 +141,7 @@ impl<'g, 'm, 'w> Generator<'g, 'm, 'w> {
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Event<'_>>> {
         if !self.started {
-            return Err(Error::BadSampler { what: "call prompt() before next()" });
+            return Err(Error::Usage { what: "Generator::next called before Generator::prompt" });
         }
         if self.finish.is_some() {
             return Ok(None);

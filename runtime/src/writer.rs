@@ -9,7 +9,7 @@
 //! so a failed or interrupted write never leaves a half-written model.
 
 use crate::error::{Error, Result};
-use crate::format::{align_up, Config, Header, Provenance, TensorInfo, ALIGN, FORMAT_VERSION, MAGIC};
+use crate::format::{align_up, Config, Header, Provenance, TensorInfo, FORMAT_VERSION, MAGIC};
 use aha_kernels::DType;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -241,9 +241,6 @@ impl Drop for ModelWriter {
         let _ = std::fs::remove_file(&self.tmp);
     }
 }
-
-#[allow(dead_code)]
-const _: () = assert!(ALIGN.is_power_of_two());
 
 /// The tensors of a model with `config`, in the canonical order the runtime
 /// reads (embeddings, each layer, final norm, lm_head), every matrix in
