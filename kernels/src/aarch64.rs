@@ -14,6 +14,7 @@
 //! `quantize_q8_0` is bit-identical to the scalar reference: `fcvtas` rounds
 //! to nearest with ties away from zero (as `roundf`) and saturates (as `as`).
 
+use crate::table::entry;
 use crate::table::rows_of;
 use crate::{BlockQ4_0, BlockQ8_0, Kernels, QK};
 use core::arch::aarch64::*;
@@ -49,19 +50,6 @@ pub fn neon() -> Option<&'static Kernels> {
 /// The NEON + dot-product (`sdot`, ARMv8.4, optional from v8.2) backend, if this CPU has it.
 pub fn dotprod() -> Option<&'static Kernels> {
     has_dotprod().then_some(&DOTPROD)
-}
-
-/// A safe table entry calling a `#[target_feature]` kernel.
-macro_rules! entry {
-    ($name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $inner:path) => {
-        fn $name($($a: $t),*) $(-> $r)? {
-            // SAFETY: entries are private and reachable only through this
-            // module's table statics, which `neon()` / `dotprod()` hand out
-            // only after checking that the CPU has every feature the kernel's
-            // `#[target_feature]` enables.
-            unsafe { $inner($($a),*) }
-        }
-    };
 }
 
 entry!(n_quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) = kn::quantize_q8_0);

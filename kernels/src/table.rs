@@ -40,6 +40,23 @@ pub struct Kernels {
     pub rope: fn(&mut [f32], usize, &[f32], &[f32]),
 }
 
+/// A safe table entry calling a `#[target_feature]` kernel (the x86_64 and
+/// aarch64 backends).
+#[allow(unused_macros)]
+macro_rules! entry {
+    ($name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $inner:path) => {
+        fn $name($($a: $t),*) $(-> $r)? {
+            // SAFETY: entries are private to their backend module and reachable
+            // only through its table statics, which the module hands out (e.g.
+            // `avx2()`, `neon()`) only after checking that the CPU has every
+            // feature the kernel's `#[target_feature]` enables.
+            unsafe { $inner($($a),*) }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use entry;
+
 /// Row-by-row matvec from a one-row dot: the scalar backend's matvec, and a
 /// fallback any backend may use.
 macro_rules! rows_of {

@@ -15,6 +15,7 @@
 //! `quantize_q8_0` is bit-identical to the scalar one (ties away from zero, as
 //! `roundf`).
 
+use crate::table::entry;
 use crate::table::rows_of;
 use crate::{q8_0, BlockQ4_0, BlockQ8_0, Kernels, QK};
 use core::arch::x86_64::*;
@@ -66,19 +67,6 @@ pub fn avx2() -> Option<&'static Kernels> {
 /// The AVX-512 backend (F, BW, VL, VNNI, on top of AVX2+FMA+F16C), if this CPU has it.
 pub fn avx512() -> Option<&'static Kernels> {
     has_avx512().then_some(&AVX512)
-}
-
-/// A safe table entry calling a `#[target_feature]` kernel.
-macro_rules! entry {
-    ($name:ident($($a:ident: $t:ty),*) $(-> $r:ty)? = $inner:path) => {
-        fn $name($($a: $t),*) $(-> $r)? {
-            // SAFETY: entries are private and reachable only through this
-            // module's table statics, which `avx2()` / `avx512()` hand out
-            // only after checking that the CPU has every feature the kernel's
-            // `#[target_feature]` enables.
-            unsafe { $inner($($a),*) }
-        }
-    };
 }
 
 entry!(a2_quantize_q8_0(x: &[f32], out: &mut [BlockQ8_0]) = k2::quantize_q8_0);

@@ -9,26 +9,8 @@
 use aha_kernels::{backends, q4_0, scalar, BlockQ4_0, BlockQ8_0, Kernels, QK};
 use half::{bf16, f16};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.f32() * scale).collect()
-    }
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
+mod common;
+use common::Rng;
 
 fn simd() -> Vec<&'static Kernels> {
     let v: Vec<_> = backends().filter(|k| k.name != "scalar").collect();

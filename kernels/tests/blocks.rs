@@ -4,6 +4,9 @@
 
 use aha_kernels::{backends, q4_0, q8_0, BlockQ4_0, BlockQ8_0, QK};
 
+mod common;
+use common::Rng;
+
 fn q8_bytes(b: &BlockQ8_0) -> Vec<u8> {
     bytemuck::bytes_of(b).to_vec()
 }
@@ -92,20 +95,6 @@ fn q4_0_block_of_minus_16_to_15() {
         (y[0], y[1], y[2], y[15], y[16], y[30], y[31]),
         (-16.0, -14.0, -14.0, 0.0, 0.0, 14.0, 14.0)
     );
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f32(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
 }
 
 /// dequantize(quantize(w)) quantizes back to the same bytes.

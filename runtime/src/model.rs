@@ -159,7 +159,8 @@ pub(crate) enum Region {
 }
 
 impl Region {
-    pub const COUNT: usize = 17;
+    /// One past the last region (derived, so adding a region cannot desynchronise it).
+    pub const COUNT: usize = Region::Tokens as usize + 1;
 }
 
 impl Layout {
