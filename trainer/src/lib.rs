@@ -1,4 +1,17 @@
 //! The trainer: burn models, SFT, GRPO, rewards, tasks, distillation and
-//! export into the runtime's `.aha` file. Filled in by the trainer issue; the
-//! crate exists now so the workspace's dependency direction
-//! (kernels <- runtime <- trainer <- CLI) is fixed from the start.
+//! export into the runtime's `.aha` file.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod fsutil;
+pub mod generate;
+pub mod model;
+pub mod optim;
+pub mod params;
+pub mod tasks;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
