@@ -11,7 +11,9 @@ pub mod generate;
 pub mod model;
 pub mod optim;
 pub mod params;
+pub mod recipes;
 pub mod tasks;
 pub mod tokenizer;
+pub mod train;
 
 pub use error::{Error, Result};
