@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod commands;
+mod train_cli;
 
 #[derive(Parser)]
 #[command(name = "aha", version, about = "R1-style reasoning: train, distil, and run small students on small devices")]
@@ -58,6 +59,14 @@ enum Command {
     /// Measure prompt and decode speed (tokens/s, GB/s of weights) on a model
     /// file, or on a random 122M Qwen2 (768 wide, 12 layers, 12/2 heads, vocab 32000).
     Bench(commands::BenchArgs),
+    /// Pre-train a causal LM from scratch (or continue one) on a corpus or a built-in task.
+    Pretrain(train_cli::PretrainArgs),
+    /// Supervised fine-tuning on prompt/response or chat JSONL (loss on responses only).
+    Sft(train_cli::SftArgs),
+    /// Sample completions with their log-probs from a checkpoint (batched, KV cache).
+    Generate(train_cli::GenerateArgs),
+    /// Write a checkpoint as the runtime's .aha file, tokenizer inside.
+    Export(train_cli::ExportArgs),
     /// Show a model file: architecture, tensors, memory at a context length.
     Inspect {
         model: PathBuf,
@@ -86,6 +95,10 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Tokenize { tokenizer, text } => commands::tokenize(&tokenizer, &text),
         Command::Detokenize { tokenizer, ids } => commands::detokenize(&tokenizer, &parse_ids(&ids)?),
         Command::Bench(args) => commands::bench(&args),
+        Command::Pretrain(args) => train_cli::pretrain(&args),
+        Command::Sft(args) => train_cli::sft(&args),
+        Command::Generate(args) => train_cli::generate(&args),
+        Command::Export(args) => train_cli::export(&args),
         Command::Inspect { model, context, verify } => commands::inspect(&model, context, verify),
     }
 }
