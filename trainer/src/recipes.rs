@@ -86,7 +86,9 @@ pub fn pretrain(job: &PretrainJob) -> Result<TrainReport> {
         // A resumed run must see the tokens it started with.
         (None, Init::Config(_)) if job.control.resume && saved.exists() => TextTokenizer::from_dir(&job.out)?,
         (None, Init::Config(_)) => {
-            let trained = TextTokenizer::train_bpe(&texts, config.vocab_size as usize)?;
+            // No chat template: the corpus is in R1-Zero's format, so `auto`
+            // must pick that for this model, not ChatML.
+            let trained = TextTokenizer::train_bpe(&texts, config.vocab_size as usize)?.with_chat_template(None);
             trained.save_dir(&job.out)?;
             trained
         }

@@ -126,7 +126,8 @@ impl TrainConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::Config(format!("`{name}` must be positive")));
         }
-        if !(self.optim.learning_rate > 0.0) {
+        // Also rejects NaN.
+        if self.optim.learning_rate.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             return Err(Error::Config("`learning_rate` must be positive".into()));
         }
         self.device_choice()?;
