@@ -1,4 +1,5 @@
 //! The `aha` program end to end: convert, inspect, logits, tokenize,
+//! sft, generate, export,
 //! detokenize, run; and clear errors (naming the file) on bad input.
 
 mod common;
@@ -111,4 +112,42 @@ fn bench_reports_prompt_and_decode_speed() {
     assert!(out.contains("decode tok/s"), "{out}");
     assert_eq!(out.lines().count(), 4, "a header, a column line and one row per thread count: {out}");
     assert!(err(&aha(&["bench", model.to_str().unwrap(), "--threads", "one"])).contains("`one`"));
+}
+
+/// The trainer's commands on a real checkpoint folder: SFT for two steps,
+/// sampling with log-probs, export and a run of the result; a malformed
+/// JSONL line is reported by file and line.
+#[test]
+fn sft_generate_export_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let data = t("train.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"Compute 2 + 3\", \"response\": \"<think> 2 + 3 = 5. </think> <answer> 5 </answer>\"}\n\
+         {\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}]}\n",
+    )
+    .unwrap();
+    let init = fixture();
+    let init = init.to_str().unwrap();
+    let sft = t("sft");
+    ok(&aha(&["sft", "--init", init, "--data", &data, "--out", &sft, "--max-steps", "2", "--batch-size", "2"]));
+    for file in ["model.safetensors", "config.json", "tokenizer.json", "metrics.jsonl", "config.toml"] {
+        assert!(Path::new(&sft).join(file).exists(), "{file}");
+    }
+    let samples = t("samples.jsonl");
+    let prompts = t("prompts.jsonl");
+    std::fs::write(&prompts, "{\"prompt\": \"Compute 1 + 1\", \"answer\": \"2\"}\n").unwrap();
+    ok(&aha(&["generate", "--init", &sft, "--prompts", &prompts, "-n", "3", "--max-new-tokens", "8", "--out", &samples]));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&samples).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["token_ids"].as_array().unwrap().len(), lines[0]["logprobs"].as_array().unwrap().len());
+    let model = t("sft.aha");
+    ok(&aha(&["export", &sft, "-o", &model, "--dtype", "q8_0"]));
+    ok(&aha(&["run", &model, "--prompt", "Hi", "--max-tokens", "4"]));
+
+    std::fs::write(&data, "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n").unwrap();
+    let e = err(&aha(&["sft", "--init", init, "--data", &data, "--out", &t("bad"), "--max-steps", "1"]));
+    assert!(e.contains("train.jsonl:2:") && e.contains("response"), "{e}");
 }

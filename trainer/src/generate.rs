@@ -306,6 +306,10 @@ fn generate_chunk(
     let mut logits = last_logits(model, &Inputs::left_padded(&padded, &pads, &device), &mut cache)?;
     let mut scratch = vec![0f32; vocab];
     let mut index = vec![0u32; vocab];
+    // Checkpoints often pad the embedding past the tokenizer's last id
+    // (Qwen2.5: 151936 rows, 151665 tokens); those rows name no text and are
+    // never sampled. Log-probs still use the full softmax, as teacher forcing does.
+    let sampleable = ends.tokenizer.vocab_size().clamp(1, vocab);
 
     loop {
         // Sample one token for every active row.
@@ -315,6 +319,7 @@ fn generate_chunk(
             let row = &logits[b * vocab..(b + 1) * vocab];
             let seq = &mut rows[r];
             scratch.copy_from_slice(row);
+            scratch[sampleable..].fill(f32::NEG_INFINITY);
             let token = seq.sampler.sample(&mut scratch, &mut index, &[]);
             seq.logprobs.push(logprob(row, token, config.temperature));
             seq.ids.push(token);
