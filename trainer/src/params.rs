@@ -113,16 +113,16 @@ pub fn map_params<M: Module>(module: M, f: impl FnMut(&str, Tensor<1>, &[usize])
             let (id, tensor, mapper) = param.consume();
             let dims = tensor.dims();
             let require_grad = tensor.is_require_grad();
-            let autodiff = tensor.is_autodiff();
+            let strategy = tensor.gradient_checkpointing_strategy();
             let flat = tensor.clone().flatten::<1>(0, D - 1);
             let tensor = match (self.f)(&name, flat, &dims) {
                 Some(new) => {
                     // The new value may come from the inner device (optimizer
                     // updates are computed without autodiff): give it back the
-                    // original's autodiff context and leaf status.
+                    // original's autodiff context (checkpointing strategy included) and leaf status.
                     let mut new = new.reshape(dims).detach();
-                    if autodiff {
-                        new = new.autodiff();
+                    if let Some(strategy) = strategy {
+                        new = new.autodiff().with_gradient_checkpointing_strategy(strategy);
                     }
                     if require_grad {
                         new = new.require_grad();

@@ -97,3 +97,16 @@ fn resuming_with_different_settings_is_refused() {
     let err = pretrain(&job(dir.path(), 200, changed, RunControl { resume: true, ..RunControl::default() })).unwrap_err();
     assert!(err.to_string().contains("different settings"), "{err}");
 }
+
+#[test]
+fn gradient_checkpointing_gives_the_same_losses() {
+    let plain = tempfile::tempdir().unwrap();
+    pretrain(&job(plain.path(), 200, settings(3, 3), RunControl::default())).unwrap();
+    let checkpointed = tempfile::tempdir().unwrap();
+    let mut with = settings(3, 3);
+    with.gradient_checkpointing = true;
+    pretrain(&job(checkpointed.path(), 200, with, RunControl::default())).unwrap();
+    let losses = |d: &Path| read_metrics(&d.join("run/metrics.jsonl")).unwrap().iter().map(|m| m.loss).collect::<Vec<_>>();
+    let (a, b) = (losses(plain.path()), losses(checkpointed.path()));
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-4 * x.abs()), "{a:?} vs {b:?}");
+}
