@@ -99,7 +99,7 @@ fn ignorable(name: &str, model: &CausalLm) -> bool {
 pub fn load_weights(model: CausalLm, mut weights: BTreeMap<String, HostTensor>, source: &Path) -> Result<CausalLm> {
     let device = model.device();
     let mut error = None;
-    let model = map_params(model, |name, value, dims| {
+    let model = map_params(model, |name, _, dims| {
         if error.is_some() {
             return None;
         }
@@ -115,7 +115,6 @@ pub fn load_weights(model: CausalLm, mut weights: BTreeMap<String, HostTensor>, 
             return None;
         }
         let n = found.data.len();
-        let _ = value;
         Some(Tensor::<1>::from_data(TensorData::new(found.data, [n]), &device))
     });
     if let Some(e) = error {
