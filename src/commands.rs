@@ -212,7 +212,8 @@ pub fn detokenize(path: &Path, ids: &[u32]) -> Result<()> {
     })
 }
 
-pub fn inspect(path: &Path, context: usize, verify: bool) -> Result<()> {
+pub fn inspect(path: &Path, context: usize, verify: bool, target: Option<&str>) -> Result<()> {
+    let board = target.map(target_board).transpose()?;
     let bytes = open_model(path)?;
     let model = parse_model(path, &bytes)?;
     let c = &model.config;
@@ -256,11 +257,83 @@ pub fn inspect(path: &Path, context: usize, verify: bool) -> Result<()> {
             plan.total() as f64 / 1e6
         );
     }
+    if let Some(board) = board {
+        inspect_target(&model, bytes.bytes().len(), context, board);
+    }
     if verify {
         file.verify().with_context(|| format!("verifying {}", path.display()))?;
         println!("verify      every tensor's checksum matches");
     }
     Ok(())
+}
+
+/// The board `inspect --target` names.
+fn target_board(name: &str) -> Result<&'static aha_runtime::footprint::Board> {
+    use aha_runtime::footprint::{board, BOARDS};
+    board(name).ok_or_else(|| {
+        let names: Vec<String> =
+            BOARDS.iter().map(|b| std::iter::once(b.name).chain(b.aliases.iter().copied()).collect::<Vec<_>>().join(" = ")).collect();
+        anyhow!("unknown target `{name}`; known boards: {}", names.join(", "))
+    })
+}
+
+/// `inspect --target`: flash and RAM the model needs on a microcontroller
+/// running firmware/cortex-m, per KV cache type, and which boards it fits.
+fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_runtime::footprint::Board) {
+    use aha_runtime::footprint::{Board, Footprint, BOARDS};
+    let kib = |n: u64| {
+        if n >= 1 << 20 {
+            format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64)
+        } else {
+            format!("{:.1} KiB", n as f64 / 1024.0)
+        }
+    };
+    let verdict = |f: &Footprint, b: &Board| {
+        let fit = f.fit(b);
+        let mut short = Vec::new();
+        if !fit.flash {
+            short.push(format!("flash short by {}", kib(f.flash() - b.flash)));
+        }
+        if !fit.ram {
+            short.push(format!("RAM short by {}", kib(f.ram() - b.ram)));
+        }
+        if !fit.arena {
+            short.push(format!("arena larger than the largest RAM region ({})", kib(b.ram_block)));
+        }
+        if short.is_empty() {
+            format!("fits ({:.0}% of flash, {:.0}% of RAM)", 100.0 * f.flash() as f64 / b.flash as f64, 100.0 * f.ram() as f64 / b.ram as f64)
+        } else {
+            format!("does not fit: {}", short.join(", "))
+        }
+    };
+    println!(
+        "target      {} ({}, {}): {} flash, {} RAM ({} contiguous){}",
+        board.name,
+        board.core,
+        board.rust_target,
+        kib(board.flash),
+        kib(board.ram),
+        kib(board.ram_block),
+        if board.note.is_empty() { String::new() } else { format!("; {}", board.note) }
+    );
+    for kv in [KvType::F16, KvType::F32] {
+        let f = Footprint::new(file_bytes, &model.memory_plan(context, kv));
+        println!(
+            "  {kv:?} KV   flash {} = model file {} + program {}; RAM {} = arena {} (KV + scratch) + prompt buffers {} + stack {}: {}",
+            kib(f.flash()),
+            kib(f.model_file),
+            kib(f.program),
+            kib(f.ram()),
+            kib(f.arena),
+            kib(f.prompt_buffers),
+            kib(f.stack),
+            verdict(&f, board)
+        );
+    }
+    let f16 = Footprint::new(file_bytes, &model.memory_plan(context, KvType::F16));
+    let (fits, not): (Vec<&Board>, Vec<&Board>) = BOARDS.iter().filter(|b| b.name != board.name).partition(|b| f16.fit(b).fits());
+    let names = |v: &[&Board]| if v.is_empty() { "none".to_string() } else { v.iter().map(|b| b.name).collect::<Vec<_>>().join(", ") };
+    println!("  other boards (F16 KV, context {context}): fits {}; does not fit {}", names(&fits), names(&not));
 }
 
 #[derive(Args)]

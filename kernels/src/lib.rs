@@ -3,10 +3,11 @@
 //!
 //! Layout, in the spirit of ggml's `quants.c`: one module per format or op,
 //! each with a `scalar` reference that is the specification; SIMD backends
-//! (`x86`, `aarch64`, `wasm`) sit beside them and are tested against it. The
-//! runtime never calls a backend directly: it asks for a [`Kernels`] table once
-//! ([`best`]) and calls through it, so the model code never matches on CPU
-//! features, and a bench or test can pick any backend by name ([`backends`]).
+//! (`x86`, `aarch64`, `wasm`, and `arm` for Cortex-M's DSP extension) sit
+//! beside them and are tested against it. The runtime never calls a backend
+//! directly: it asks for a [`Kernels`] table once ([`best`]) and calls
+//! through it, so the model code never matches on CPU features, and a bench
+//! or test can pick any backend by name ([`backends`]).
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -32,6 +33,8 @@ pub mod x86;
 pub mod aarch64;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
+pub mod arm;
 
 pub use dtype::DType;
 pub use matvec::{matmul, matvec, Activation, Batch, Matrix};

@@ -74,7 +74,7 @@ macro_rules! rows_of {
 #[allow(unused_imports)]
 pub(crate) use rows_of;
 
-static SCALAR: Kernels = Kernels {
+pub(crate) static SCALAR: Kernels = Kernels {
     name: "scalar",
     quantize_q8_0: q8_0::scalar::quantize_row,
     dot_f32: f32::scalar::dot,
@@ -113,6 +113,8 @@ fn simd() -> [Option<&'static Kernels>; 2] {
     return [crate::aarch64::neon(), crate::aarch64::dotprod()];
     #[cfg(target_arch = "wasm32")]
     return [crate::wasm::simd128(), None];
+    #[cfg(all(target_arch = "arm", feature = "dsp"))]
+    return [crate::arm::dsp(), None];
     #[allow(unreachable_code)]
     [None, None]
 }
@@ -122,7 +124,7 @@ pub fn backends() -> impl Iterator<Item = &'static Kernels> {
     core::iter::once(scalar()).chain(simd().into_iter().flatten())
 }
 
-/// The backend by name (`scalar`, `avx2`, `avx512`, `neon`, `dotprod`, `simd128`),
+/// The backend by name (`scalar`, `avx2`, `avx512`, `neon`, `dotprod`, `simd128`, `dsp`),
 /// if this CPU can run it.
 pub fn by_name(name: &str) -> Option<&'static Kernels> {
     backends().find(|k| k.name == name)

@@ -13,6 +13,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod error;
+pub mod footprint;
 pub mod format;
 pub mod generate;
 pub mod model;

@@ -32,7 +32,9 @@ fn tiny_config() -> Config {
 fn valid() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        // Under cargo's own temporary folder: wasm32-wasip1 (where these tests
+        // also run, in Node.js) has no system temporary directory.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let path = dir.path().join("m.aha");
         aha_runtime::writer::write_random_model(&path, &tiny_config(), DType::Q4_0, None, 1).unwrap();
         std::fs::read(path).unwrap()

@@ -1,0 +1,110 @@
+//! Runs on the host before the firmware compiles: makes the model file the
+//! firmware embeds, checks it with the runtime, and writes the constants
+//! that size every static buffer exactly (`OUT_DIR/config.rs`), so the
+//! firmware needs no heap and a model that cannot run fails the build, not
+//! the board.
+//!
+//! Settings (environment variables; all optional):
+//! - `AHA_MODEL`: a `.aha` file (`aha export` / `aha convert`) or a Hugging
+//!   Face folder with `tokenizer.json` (converted here). Default: the
+//!   repository's `tests/fixtures/qwen2-tokenizer` (random weights, so the
+//!   answer is gibberish; a trained student answers).
+//! - `AHA_DTYPE`: format when converting a folder: `q8_0` (default) or `q4_0`.
+//! - `AHA_PROMPT`: the question (default "Compute 7 * 3 + 5").
+//! - `AHA_TEMPLATE`: auto (default), raw, r1-zero, chatml, r1-distill.
+//! - `AHA_MAX_TOKENS`: tokens to generate (default 32).
+//! - `AHA_CONTEXT`: KV cache length (default: prompt + max tokens).
+//! - `AHA_KV`: `f16` (default, half the RAM) or `f32`.
+
+use aha_kernels::DType;
+use aha_runtime::convert::{convert, ConvertOptions};
+use aha_runtime::tokenizer::Tokenizer;
+use aha_runtime::{KvType, Model, Template};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn setting(name: &str) -> Option<String> {
+    println!("cargo:rerun-if-env-changed={name}");
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn number(name: &str) -> Result<Option<usize>, String> {
+    setting(name).map(|v| v.parse().map_err(|_| format!("{name}={v} is not a number"))).transpose()
+}
+
+fn run() -> Result<(), String> {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
+    let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
+
+    // The linker script: cortex-m-rt's link.x includes memory.x from the search path.
+    std::fs::copy(manifest.join("memory.x"), out.join("memory.x")).map_err(|e| format!("memory.x: {e}"))?;
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rustc-link-arg-bins=-Tlink.x");
+
+    // The model.
+    let source = setting("AHA_MODEL").map(PathBuf::from).unwrap_or_else(|| manifest.join("../../tests/fixtures/qwen2-tokenizer"));
+    println!("cargo:rerun-if-changed={}", source.display());
+    let model_path = out.join("model.aha");
+    if source.is_dir() {
+        let name = setting("AHA_DTYPE").unwrap_or_else(|| "q8_0".into());
+        let dtype = DType::from_name(&name).ok_or_else(|| format!("AHA_DTYPE={name}: use q8_0 or q4_0 (or f16, f32)"))?;
+        convert(&source, &model_path, &ConvertOptions::new(dtype)).map_err(|e| format!("converting {}: {e}", source.display()))?;
+    } else {
+        std::fs::copy(&source, &model_path).map_err(|e| format!("AHA_MODEL={}: {e}", source.display()))?;
+    }
+    let bytes = std::fs::read(&model_path).map_err(|e| format!("{}: {e}", model_path.display()))?;
+    let model = Model::from_bytes(&bytes).map_err(|e| format!("{}: {e}", source.display()))?;
+    model.file.verify().map_err(|e| format!("{}: {e}", source.display()))?;
+    let tokenizer = model
+        .tokenizer()
+        .map_err(|e| format!("{}: {e} (the firmware prints text: convert a folder that has tokenizer.json)", source.display()))?;
+
+    // The prompt, rendered and encoded here only to size the firmware's
+    // buffers; the firmware renders and encodes it again itself.
+    let prompt = setting("AHA_PROMPT").unwrap_or_else(|| "Compute 7 * 3 + 5".into());
+    let template = match setting("AHA_TEMPLATE").as_deref().unwrap_or("auto") {
+        "auto" => Template::detect(&tokenizer),
+        name => Template::from_name(name).ok_or_else(|| format!("AHA_TEMPLATE={name}: use auto, {}", Template::NAMES.join(", ")))?,
+    };
+    let mut text = String::new();
+    template.render(&prompt, &mut text).map_err(|e| e.to_string())?;
+    let ids = tokenizer.encode_to_vec(&text).map_err(|e| format!("encoding the prompt: {e}"))?;
+    let prompt_tokens = ids.len() + 1; // room for a bos the firmware may add
+    let max_tokens = number("AHA_MAX_TOKENS")?.unwrap_or(32);
+    let context = number("AHA_CONTEXT")?.unwrap_or(prompt_tokens + max_tokens);
+    if context < prompt_tokens {
+        return Err(format!("AHA_CONTEXT={context} is shorter than the prompt ({prompt_tokens} tokens)"));
+    }
+    let kv = match setting("AHA_KV").as_deref().unwrap_or("f16") {
+        "f16" => KvType::F16,
+        "f32" => KvType::F32,
+        other => return Err(format!("AHA_KV={other}: use f16 or f32")),
+    };
+    let plan = model.memory_plan(context, kv);
+
+    let template_name = Template::NAMES.iter().find(|n| Template::from_name(n) == Some(template)).ok_or("template without a name")?;
+    let mut config = String::new();
+    let w = &mut config;
+    let _ = writeln!(w, "// Generated by build.rs from {}.", source.display());
+    let _ = writeln!(w, "pub const PROMPT: &str = {prompt:?};");
+    let _ = writeln!(w, "pub const TEMPLATE: &str = {template_name:?};");
+    let _ = writeln!(w, "/// Bytes of the rendered prompt, and the tokenizer's scratch for it.");
+    let _ = writeln!(w, "pub const PROMPT_TEXT_BYTES: usize = {};", text.len());
+    let _ = writeln!(w, "pub const PROMPT_SCRATCH: usize = {};", Tokenizer::scratch_bound(text.len()));
+    let _ = writeln!(w, "pub const PROMPT_TOKENS: usize = {prompt_tokens};");
+    let _ = writeln!(w, "pub const MAX_TOKENS: usize = {max_tokens};");
+    let _ = writeln!(w, "pub const CONTEXT: usize = {context};");
+    let _ = writeln!(w, "pub const KV: aha_runtime::KvType = aha_runtime::KvType::{kv:?};");
+    let _ = writeln!(w, "/// KV cache {} B + scratch {} B + alignment slack.", plan.kv_bytes, plan.scratch_bytes);
+    let _ = writeln!(w, "pub const ARENA_BYTES: usize = {};", plan.total());
+    std::fs::write(out.join("config.rs"), config).map_err(|e| e.to_string())?;
+    Ok(())
+}
