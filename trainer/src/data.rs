@@ -364,14 +364,40 @@ pub fn read_sft_jsonl(path: impl AsRef<Path>) -> Result<Vec<SftRecord>> {
 // ---------------------------------------------------------------------------
 // Prompts for generation and RL
 
-/// A prompt to answer, with the reference answer when the data has one.
+/// A unit test for a code answer: the input and the expected output, each a
+/// value literal of the sandbox's language (e.g. `[3, 1, 2]` -> `[1, 2, 3]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeTest {
+    pub input: String,
+    pub expected: String,
+}
+
+/// What a prompt's samples are checked against. Which fields are set depends
+/// on the task: an answer (arithmetic, GSM8K), unit tests (code), the numbers
+/// to use with the answer as target (Countdown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reference {
+    /// The reference answer, as the data gives it (GSM8K's `… #### 42` is
+    /// kept whole; [`final_answer`] takes the number).
+    pub answer: Option<String>,
+    pub tests: Vec<CodeTest>,
+    /// Countdown: the numbers the equation must use, each once.
+    pub numbers: Vec<i64>,
+}
+
+impl Reference {
+    pub fn answer(answer: impl Into<String>) -> Reference {
+        Reference { answer: Some(answer.into()), ..Reference::default() }
+    }
+}
+
+/// A prompt to answer, with what its answers are checked against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PromptRecord {
     /// The conversation to continue; a plain prompt is one user message.
     pub messages: Vec<Message>,
-    /// The reference, whole (GSM8K's worked solution ending `#### 42` is kept
-    /// as is; [`final_answer`] takes the number).
-    pub answer: Option<String>,
+    pub reference: Reference,
 }
 
 impl PromptRecord {
@@ -383,7 +409,9 @@ impl PromptRecord {
 
 /// Reads prompts, one JSON object a line (blank lines skipped): `"prompt"`
 /// (or GSM8K's `"question"`) as text or a list of messages, or `"messages"`;
-/// an optional `"answer"` (text or a number).
+/// an optional `"answer"` (text or a number); for code, optional `"tests"`
+/// (a list of `{"input", "expected"}`); for Countdown, `"numbers"` (integers,
+/// with the target as `"answer"`).
 pub fn read_prompts_jsonl(path: impl AsRef<Path>) -> Result<Vec<PromptRecord>> {
     read_jsonl(path.as_ref(), |obj| {
         let (key, prompt) = ["messages", "prompt", "question"]
@@ -400,7 +428,33 @@ pub fn read_prompts_jsonl(path: impl AsRef<Path>) -> Result<Vec<PromptRecord>> {
             Some(Value::Number(n)) => Some(n.to_string()),
             Some(other) => return Err(format!("answer: expected text or a number, found {}", kind(other))),
         };
-        Ok(PromptRecord { messages, answer })
+        let tests = match obj.get("tests") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let field = |name: &str| match t.get(name) {
+                        Some(Value::String(s)) => Ok(s.clone()),
+                        Some(other) if !other.is_null() && !other.is_object() => Ok(other.to_string()),
+                        Some(other) => Err(format!("tests[{i}].{name}: expected a value literal, found {}", kind(other))),
+                        None => Err(format!("tests[{i}].{name}: missing")),
+                    };
+                    Ok(CodeTest { input: field("input")?, expected: field("expected")? })
+                })
+                .collect::<std::result::Result<_, String>>()?,
+            Some(other) => return Err(format!("tests: expected a list of {{\"input\", \"expected\"}}, found {}", kind(other))),
+        };
+        let numbers = match obj.get("numbers") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, n)| n.as_i64().ok_or_else(|| format!("numbers[{i}]: expected an integer, found {}", kind(n))))
+                .collect::<std::result::Result<_, String>>()?,
+            Some(other) => return Err(format!("numbers: expected a list of integers, found {}", kind(other))),
+        };
+        Ok(PromptRecord { messages, reference: Reference { answer, tests, numbers } })
     })
 }
 
@@ -874,10 +928,10 @@ mod tests {
         );
         let records = read_prompts_jsonl(&path).unwrap();
         assert_eq!(records[0].question(), "Tom has 3 apples...");
-        assert_eq!(final_answer(records[0].answer.as_deref().unwrap()), "7");
-        assert_eq!(records[1].answer.as_deref(), Some("4"));
+        assert_eq!(final_answer(records[0].reference.answer.as_deref().unwrap()), "7");
+        assert_eq!(records[1].reference.answer.as_deref(), Some("4"));
         assert_eq!(records[2].question(), "u");
-        assert_eq!(records[2].answer, None);
+        assert_eq!(records[2].reference.answer, None);
 
         let path = write(&dir, "bad.jsonl", "{\"prompt\": \"x\", \"answer\": [1]}\n");
         let (line, message) = line_error(read_prompts_jsonl(&path).unwrap_err());

@@ -255,7 +255,7 @@ pub fn generate(job: &GenerateJob) -> Result<GenerateStats> {
             sample_index: c.sample_index,
             prompt: texts[c.prompt_index].clone(),
             completion: c.text.clone(),
-            answer: record.answer.clone(),
+            answer: record.reference.answer.clone(),
             finish: match &c.finish {
                 Finish::Eos => "eos".into(),
                 Finish::Length => "length".into(),

@@ -9,18 +9,35 @@
 use aha_runtime::sampler::Rng;
 use aha_runtime::template::Template;
 
-use crate::data::{Message, PromptFormat, PromptRecord, SftRecord};
+use crate::data::{Message, PromptFormat, PromptRecord, Reference, SftRecord};
 use crate::error::Result;
+
+pub mod countdown;
+pub mod listprog;
+pub mod words;
 
 /// A problem with a checkable answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
     pub question: String,
-    /// The exact answer, as the reward compares it.
+    /// What a worked demonstration writes inside `<answer>`.
     pub answer: String,
     /// Worked reasoning, step by step, ending at the answer: what goes inside
     /// `<think>` in demonstrations.
     pub solution: String,
+    /// What samples are checked against. For arithmetic it is `answer`
+    /// itself; for Countdown `answer` is one equation that works and the
+    /// reference is the target and the numbers; for code `answer` is a
+    /// program and the reference its unit tests.
+    pub reference: Reference,
+}
+
+impl Problem {
+    /// A problem whose answer is checked as is.
+    pub fn new(question: String, answer: String, solution: String) -> Problem {
+        let reference = Reference::answer(answer.as_str());
+        Problem { question, answer, solution, reference }
+    }
 }
 
 /// A generator of problems. Implementations are pure functions of the RNG
@@ -33,12 +50,15 @@ pub trait Task: Send + Sync {
 }
 
 /// The built-in tasks' names.
-pub const TASK_NAMES: &[&str] = &["arith"];
+pub const TASK_NAMES: &[&str] = &["arith", "words", "countdown", "listprog"];
 
 /// The built-in task called `name`, with its default settings.
 pub fn task_by_name(name: &str) -> Option<Box<dyn Task>> {
     match name {
         "arith" => Some(Box::new(Arith::default())),
+        "words" => Some(Box::new(words::WordProblems::default())),
+        "countdown" => Some(Box::new(countdown::Countdown::default())),
+        "listprog" => Some(Box::new(listprog::ListProgramming::default())),
         _ => None,
     }
 }
@@ -93,7 +113,7 @@ pub fn prompt_records(task: &dyn Task, n: usize, seed: u64) -> Vec<PromptRecord>
     (0..n)
         .map(|_| {
             let problem = task.problem(&mut rng);
-            PromptRecord { messages: vec![Message::user(problem.question)], answer: Some(problem.answer) }
+            PromptRecord { reference: problem.reference, messages: vec![Message::user(problem.question)] }
         })
         .collect()
 }
@@ -206,7 +226,7 @@ impl Task for Arith {
         let question = format!("Compute {}", render(&syms));
         let mut steps = Vec::new();
         let answer = reduce(&mut syms, &mut steps);
-        Problem { question, answer: answer.to_string(), solution: steps.join(" ") }
+        Problem::new(question, answer.to_string(), steps.join(" "))
     }
 }
 
@@ -460,6 +480,6 @@ mod tests {
         assert_eq!(records[0], SftRecord::PromptResponse { prompt: probs[0].question.clone(), response: r1_completion(&probs[0]) });
         let prompts = prompt_records(&task, 10, 6);
         assert_eq!(prompts[3].question(), probs[3].question);
-        assert_eq!(prompts[3].answer.as_deref(), Some(probs[3].answer.as_str()));
+        assert_eq!(prompts[3].reference.answer.as_deref(), Some(probs[3].answer.as_str()));
     }
 }
