@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 mod commands;
+mod grpo_cli;
 mod train_cli;
 
 #[derive(Parser)]
@@ -67,6 +68,10 @@ enum Command {
     Generate(train_cli::GenerateArgs),
     /// Write a checkpoint as the runtime's .aha file, tokenizer inside.
     Export(train_cli::ExportArgs),
+    /// R1-Zero: GRPO with rule-based rewards on a task or a prompt JSONL.
+    Grpo(grpo_cli::GrpoArgs),
+    /// Charts of a run (reward, accuracy, response length, KL/entropy) as PNG and SVG.
+    Plot(grpo_cli::PlotArgs),
     /// Show a model file: architecture, tensors, memory at a context length.
     Inspect {
         model: PathBuf,
@@ -75,6 +80,10 @@ enum Command {
         /// Read every tensor and check its checksum.
         #[arg(long)]
         verify: bool,
+        /// Flash and RAM on a microcontroller (firmware/cortex-m) and whether it
+        /// fits this board: cortex-m4 (= mps2-an386), stm32f4, stm32f411, nrf52840, stm32f7, stm32h7, rp2350.
+        #[arg(long)]
+        target: Option<String>,
     },
 }
 
@@ -99,7 +108,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Sft(args) => train_cli::sft(&args),
         Command::Generate(args) => train_cli::generate(&args),
         Command::Export(args) => train_cli::export(&args),
-        Command::Inspect { model, context, verify } => commands::inspect(&model, context, verify),
+        Command::Grpo(args) => grpo_cli::grpo(&args),
+        Command::Plot(args) => grpo_cli::plot(&args),
+        Command::Inspect { model, context, verify, target } => {
+            commands::inspect(&model, context, verify, target.as_deref())
+        }
     }
 }
 

@@ -151,3 +151,37 @@ fn sft_generate_export_run() {
     let e = err(&aha(&["sft", "--init", init, "--data", &data, "--out", &t("bad"), "--max-steps", "1"]));
     assert!(e.contains("train.jsonl:2:") && e.contains("response"), "{e}");
 }
+
+#[test]
+fn grpo_then_plot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let init = fixture();
+    let init = init.to_str().unwrap();
+    let run = t("zero");
+    let common = [
+        "--init", init, "--out", &run, "--max-steps", "2", "--prompts-per-step", "2", "-G", "3", "--max-completion-length", "6",
+        "--eval-steps", "1", "--eval-prompts", "2", "--eval-samples", "2",
+    ];
+    ok(&aha(&[&["grpo", "--task", "arith"][..], &common[..]].concat()));
+    for file in ["metrics.jsonl", "eval.jsonl", "config.toml", "model.safetensors", "checkpoints/step-000002/reference.safetensors"] {
+        assert!(Path::new(&run).join(file).exists(), "{file}");
+    }
+    let metrics = std::fs::read_to_string(Path::new(&run).join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    for key in ["reward", "rewards/accuracy", "rewards/format", "accuracy", "kl", "entropy", "completion_length", "gen_tokens_per_s"] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    let listed = ok(&aha(&["plot", &run]));
+    assert!(listed.contains("reward.png") && listed.contains("length.svg"), "{listed}");
+
+    // Bad settings and data are named.
+    let e = err(&aha(&[&["grpo", "--task", "arith", "--loss-type", "ppo"][..], &common[..]].concat()));
+    assert!(e.contains("loss_type"), "{e}");
+    let data = t("bad.jsonl");
+    std::fs::write(&data, "{\"prompt\": \"1+1\", \"answer\": 2}\n{\"prompt\": \"x\", \"tests\": 5}\n").unwrap();
+    let e = err(&aha(&[&["grpo", "--task", &data][..], &common[..]].concat()));
+    assert!(e.contains("bad.jsonl:2:") && e.contains("tests"), "{e}");
+    let e = err(&aha(&["plot", &t("nowhere")]));
+    assert!(e.contains("metrics.jsonl"), "{e}");
+}

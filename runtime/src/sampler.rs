@@ -192,15 +192,23 @@ pub fn argmax(x: &[f32]) -> u32 {
 fn draw(probs: &[f32], cand: impl Iterator<Item = u32> + Clone, total: f32, r: f32) -> u32 {
     let target = r * total;
     let mut acc = 0.0;
-    let mut last = 0;
-    for i in cand {
-        acc += probs[i as usize];
-        last = i;
-        if acc > target {
+    // If rounding leaves `acc` short of `target` after every candidate, the
+    // last token that can be drawn at all wins, never one of probability 0
+    // (a masked or -inf logit).
+    let mut last = None;
+    for i in cand.clone() {
+        let p = probs[i as usize];
+        acc += p;
+        if p > 0.0 {
+            last = Some(i);
+        }
+        if acc > target && p > 0.0 {
             return i;
         }
     }
-    last // rounding left the target just above the sum
+    // Rounding left the target just above the sum; all-zero mass (NaN
+    // logits) falls back to the first candidate.
+    last.or_else(|| cand.clone().next()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -220,6 +228,15 @@ mod tests {
     }
 
     const LOGITS: [f32; 5] = [2.0, 1.0, 0.5, 0.0, -1.0];
+
+    /// A draw at the very top of [0, 1) whose cumulative sum rounds short of
+    /// it must not land on a token of probability 0 (a masked logit).
+    #[test]
+    fn rounding_never_draws_a_token_of_probability_zero() {
+        let probs = [0.3f32, 0.3, 0.3999999, 0.0];
+        assert_eq!(draw(&probs, 0..4, 1.0, 0.99999994), 2);
+        assert_eq!(draw(&[0.0f32, 0.0], 0..2, 1.0, 0.5), 0);
+    }
 
     #[test]
     fn greedy_takes_the_first_maximum() {

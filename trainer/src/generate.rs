@@ -100,7 +100,8 @@ impl GenerateConfig {
         Ok(())
     }
 
-    fn sampler(&self, prompt_index: usize, sample_index: usize) -> Result<Sampler> {
+    /// The sampler of sequence `(prompt_index, sample_index)`.
+    pub(crate) fn sampler(&self, prompt_index: usize, sample_index: usize) -> Result<Sampler> {
         let config = SamplerConfig {
             temperature: self.temperature,
             top_k: self.top_k,
@@ -181,11 +182,7 @@ pub fn generate(
     } else {
         model
     };
-    let ends = Ends {
-        tokenizer,
-        eos: if config.stop_at_eos { tokenizer.eos_id() } else { None },
-        stop_strings: &config.stop_strings,
-    };
+    let ends = Ends::new(tokenizer, config);
     let pad = tokenizer.pad_id().unwrap_or(0);
 
     let mut sequences = Vec::with_capacity(prompts.len() * samples_per_prompt);
@@ -208,22 +205,7 @@ pub fn generate(
         generate_chunk(model, chunk, pad, &ends, config)?;
     }
     for s in sequences {
-        let (text, finish) = match s.finish {
-            Some(Finish::Stop(stop)) => {
-                let text = ends.decode(&s.ids)?;
-                let end = stop_end(&text, std::slice::from_ref(&stop)).map_or(text.len(), |(end, _)| end);
-                (text[..end].to_string(), Finish::Stop(stop))
-            }
-            finish => (ends.decode(&s.ids)?, finish.unwrap_or(Finish::Length)),
-        };
-        completions.push(Completion {
-            prompt_index: s.prompt_index,
-            sample_index: s.sample_index,
-            ids: s.ids,
-            logprobs: s.logprobs,
-            text,
-            finish,
-        });
+        completions.push(completion(&ends, s.prompt_index, s.sample_index, s.ids, s.logprobs, s.finish)?);
     }
 
     let seconds = started.elapsed().as_secs_f64();
@@ -238,6 +220,27 @@ pub fn generate(
     Ok((completions, stats))
 }
 
+/// A finished sequence as a [`Completion`]: its text decoded, cut after
+/// the stop string that ended it.
+pub(crate) fn completion(
+    ends: &Ends,
+    prompt_index: usize,
+    sample_index: usize,
+    ids: Vec<u32>,
+    logprobs: Vec<f32>,
+    finish: Option<Finish>,
+) -> Result<Completion> {
+    let (text, finish) = match finish {
+        Some(Finish::Stop(stop)) => {
+            let text = ends.decode(&ids)?;
+            let end = stop_end(&text, std::slice::from_ref(&stop)).map_or(text.len(), |(end, _)| end);
+            (text[..end].to_string(), Finish::Stop(stop))
+        }
+        finish => (ends.decode(&ids)?, finish.unwrap_or(Finish::Length)),
+    };
+    Ok(Completion { prompt_index, sample_index, ids, logprobs, text, finish })
+}
+
 /// A sequence being generated.
 struct Sequence<'p> {
     prompt_index: usize,
@@ -250,19 +253,23 @@ struct Sequence<'p> {
 }
 
 /// What ends a completion, and the tokenizer that decodes it to check.
-struct Ends<'a> {
-    tokenizer: &'a TextTokenizer,
-    eos: Option<u32>,
-    stop_strings: &'a [String],
+pub(crate) struct Ends<'a> {
+    pub tokenizer: &'a TextTokenizer,
+    pub eos: Option<u32>,
+    pub stop_strings: &'a [String],
 }
 
-impl Ends<'_> {
+impl<'a> Ends<'a> {
+    pub(crate) fn new(tokenizer: &'a TextTokenizer, config: &'a GenerateConfig) -> Ends<'a> {
+        Ends { tokenizer, eos: if config.stop_at_eos { tokenizer.eos_id() } else { None }, stop_strings: &config.stop_strings }
+    }
+
     fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer.decode(ids, true)
     }
 
     /// Whether the completion `ids`, whose last token was just sampled, is done.
-    fn check(&self, ids: &[u32], max_new_tokens: usize) -> Result<Option<Finish>> {
+    pub(crate) fn check(&self, ids: &[u32], max_new_tokens: usize) -> Result<Option<Finish>> {
         if self.eos.is_some() && ids.last() == self.eos.as_ref() {
             return Ok(Some(Finish::Eos));
         }
@@ -357,7 +364,7 @@ fn last_logits(model: &CausalLm, inputs: &Inputs, cache: &mut KvCache) -> Result
 /// `log softmax(logits / temperature)[token]`, temperature 0 read as 1:
 /// the log-probability of the whole temperature-scaled distribution,
 /// whatever top-k / top-p / min-p then cut from it.
-fn logprob(logits: &[f32], token: u32, temperature: f32) -> f32 {
+pub(crate) fn logprob(logits: &[f32], token: u32, temperature: f32) -> f32 {
     let scale = if temperature > 0.0 { 1.0 / temperature as f64 } else { 1.0 };
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) as f64;
     let sum: f64 = logits.iter().map(|&l| ((l as f64 - max) * scale).exp()).sum();
@@ -379,7 +386,7 @@ fn sequence_seed(seed: u64, prompt_index: usize, sample_index: usize) -> u64 {
 
 /// Refuses what the model cannot run: no prompts, empty prompts, unknown
 /// ids, or a prompt that would outgrow the model's positions.
-fn check_prompts(model: &CausalLm, prompts: &[Vec<u32>], samples_per_prompt: usize, config: &GenerateConfig) -> Result<()> {
+pub(crate) fn check_prompts(model: &CausalLm, prompts: &[Vec<u32>], samples_per_prompt: usize, config: &GenerateConfig) -> Result<()> {
     if prompts.is_empty() {
         return Err(Error::Usage("generate: no prompts given".into()));
     }

@@ -23,7 +23,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn init(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Device) -> Linear {
+    pub fn init(d_in: usize, d_out: usize, bias: bool, std: f64, device: &Device) -> Linear {
         let weight = Tensor::random([d_out, d_in], Distribution::Normal(0.0, std), device);
         Linear {
             weight: Param::from_tensor(weight),

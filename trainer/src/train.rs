@@ -325,7 +325,7 @@ pub fn special_ids(tokenizer: &TextTokenizer) -> SpecialIds {
     SpecialIds { bos: tokenizer.bos_id(), eos: tokenizer.eos_id(), pad: tokenizer.pad_id() }
 }
 
-fn progress_bar(total: u64, start: u64, show: bool) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64, start: u64, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
@@ -350,7 +350,23 @@ pub fn save_checkpoint(
     tokenizer: &TextTokenizer,
     state: &TrainerState,
 ) -> Result<PathBuf> {
-    let dir = out.join("checkpoints").join(checkpoint_name(state.step));
+    let json = serde_json::to_string_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
+    write_checkpoint(out, state.step, model, optimizer, tokenizer, &json, &[])
+}
+
+/// Writes `out/checkpoints/step-N`: the model, tokenizer, optimizer state,
+/// `trainer_state.json` (`state_json`) and any `extra` safetensors files
+/// (name, tensors), under a temporary name, then renamed into place.
+pub fn write_checkpoint(
+    out: &Path,
+    step: u64,
+    model: &CausalLm,
+    optimizer: &AdamW,
+    tokenizer: &TextTokenizer,
+    state_json: &str,
+    extra: &[(&str, std::collections::BTreeMap<String, crate::params::HostTensor>)],
+) -> Result<PathBuf> {
+    let dir = out.join("checkpoints").join(checkpoint_name(step));
     let tmp = crate::fsutil::temp_path(&dir);
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(at(&tmp))?;
@@ -358,8 +374,10 @@ pub fn save_checkpoint(
     save_model(model, &tmp, special_ids(tokenizer))?;
     tokenizer.save_dir(&tmp)?;
     write_safetensors(&tmp.join("optimizer.safetensors"), &optimizer.state_dict())?;
-    let json = serde_json::to_string_pretty(state).map_err(|e| Error::Config(e.to_string()))?;
-    write_atomic(&tmp.join("trainer_state.json"), json.as_bytes())?;
+    for (name, tensors) in extra {
+        write_safetensors(&tmp.join(name), tensors)?;
+    }
+    write_atomic(&tmp.join("trainer_state.json"), state_json.as_bytes())?;
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(at(&dir))?;
     }
@@ -388,7 +406,7 @@ fn checkpoints(out: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
-fn prune_checkpoints(out: &Path, keep: usize) -> Result<()> {
+pub(crate) fn prune_checkpoints(out: &Path, keep: usize) -> Result<()> {
     if keep == 0 {
         return Ok(());
     }
@@ -407,7 +425,7 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
 
 /// Drops metric lines past `step`, so a resumed run's file reads as if the
 /// run had never stopped. Rewritten atomically.
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+pub(crate) fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
     let Ok(text) = fs::read_to_string(path) else { return Ok(()) };
     let kept: String = text
         .lines()
