@@ -161,7 +161,7 @@ fn grpo_then_plot() {
     let run = t("zero");
     let common = [
         "--init", init, "--out", &run, "--max-steps", "2", "--prompts-per-step", "2", "-G", "3", "--max-completion-length", "6",
-        "--eval-steps", "1", "--eval-prompts", "2", "--eval-samples", "2",
+        "--eval-steps", "1", "--eval-prompts", "2", "--eval-samples", "2", "--template", "raw",
     ];
     ok(&aha(&[&["grpo", "--task", "arith"][..], &common[..]].concat()));
     for file in ["metrics.jsonl", "eval.jsonl", "config.toml", "model.safetensors", "checkpoints/step-000002/reference.safetensors"] {
