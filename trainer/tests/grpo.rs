@@ -202,7 +202,7 @@ fn runtime_and_trainer_rollouts_agree() {
     let prompts: Vec<Vec<u32>> = ["Compute 3 + 4", "Compute 7 * 8", "Compute 9 + 9"]
         .iter()
         .map(|q| {
-            let text = PromptFormat::R1Zero.render_prompt(&[Message::user(*q)]).unwrap();
+            let text = PromptFormat::R1Zero.render_prompt(&[Message::system(""), Message::user(*q)]).unwrap();
             tokenizer.encode(&text).unwrap()
         })
         .collect();
