@@ -333,7 +333,7 @@ fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_
     let f16 = Footprint::new(file_bytes, &model.memory_plan(context, KvType::F16));
     let (fits, not): (Vec<&Board>, Vec<&Board>) = BOARDS.iter().filter(|b| b.name != board.name).partition(|b| f16.fit(b).fits());
     let names = |v: &[&Board]| if v.is_empty() { "none".to_string() } else { v.iter().map(|b| b.name).collect::<Vec<_>>().join(", ") };
-    println!("  other boards (F16 KV, context {context}): fits {}; does not fit {}", names(&fits), names(&not));
+    println!("  other boards (F16 KV, context {context}): fit: {}; too small: {}", names(&fits), names(&not));
 }
 
 #[derive(Args)]

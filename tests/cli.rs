@@ -185,3 +185,17 @@ fn grpo_then_plot() {
     let e = err(&aha(&["plot", &t("nowhere")]));
     assert!(e.contains("metrics.jsonl"), "{e}");
 }
+
+#[test]
+fn inspect_estimates_a_boards_flash_and_ram() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = convert(tmp.path(), "q8_0");
+    let q = q.to_str().unwrap();
+    let out = ok(&aha(&["inspect", q, "--target", "cortex-m4", "--context", "64"]));
+    assert!(out.contains("mps2-an386") && out.contains("fits"), "{out}");
+    // A context no board's RAM holds.
+    let out = ok(&aha(&["inspect", q, "--target", "stm32f411", "--context", "200000"]));
+    assert!(out.contains("does not fit"), "{out}");
+    let e = err(&aha(&["inspect", q, "--target", "nosuch"]));
+    assert!(e.contains("unknown target `nosuch`") && e.contains("stm32f407"), "{e}");
+}
