@@ -65,7 +65,7 @@ pub fn is_correct(sample: &Sample) -> bool {
 /// `<answer> 1 </answer> <answer> 2` answers `1`. Where the tags sit relative
 /// to `<think>` does not matter.
 pub fn extract_answer(completion: &str) -> Option<&str> {
-    last_answer_pair(completion).or_else(|| last_boxed(completion)).map(str::trim)
+    answer_tag(completion).or_else(|| last_boxed(completion)).map(str::trim)
 }
 
 /// The content of the first `<think>…</think>`, trimmed; `None` when there is
@@ -77,8 +77,10 @@ pub fn think_text(completion: &str) -> Option<&str> {
 }
 
 /// The content of the last opening `<answer>` immediately followed (as far
-/// as answer tags go) by a closing one. One pass over the `<`s.
-fn last_answer_pair(text: &str) -> Option<&str> {
+/// as answer tags go) by a closing one, untrimmed: what every reward that
+/// reads the answer tag reads (a trailing unclosed `<answer>` is a truncated
+/// reply and is ignored). One pass over the `<`s.
+pub fn answer_tag(text: &str) -> Option<&str> {
     let mut open: Option<usize> = None; // where the content of the latest unclosed `<answer>` starts
     let mut last = None;
     let mut at = 0;

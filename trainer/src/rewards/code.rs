@@ -71,12 +71,9 @@ fn passed_tests(source: &str, tests: &[CodeTest], limits: &Limits) -> usize {
 /// `<answer>…</answer>` (itself unwrapped if it is a fenced block), else its
 /// last complete fenced ```` ``` ```` block; trimmed, `None` if empty.
 pub fn extract_program(completion: &str) -> Option<&str> {
-    const OPEN: &str = "<answer>";
-    const CLOSE: &str = "</answer>";
-    let answer = completion.rfind(CLOSE).and_then(|end| {
-        let start = completion[..end].rfind(OPEN)? + OPEN.len();
-        let inner = completion[start..end].trim();
-        Some(last_fenced_block(inner).unwrap_or(inner))
+    let answer = super::answer::answer_tag(completion).map(|inner| {
+        let inner = inner.trim();
+        last_fenced_block(inner).unwrap_or(inner)
     });
     let program = answer.or_else(|| last_fenced_block(completion))?.trim();
     (!program.is_empty()).then_some(program)

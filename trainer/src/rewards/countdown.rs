@@ -98,7 +98,7 @@ pub enum Verdict {
 /// Judges the last `<answer>…</answer>` of `completion` against `numbers`
 /// and `target`; see the module documentation for the rules.
 pub fn check(completion: &str, numbers: &[i64], target: &str) -> Verdict {
-    let Some(answer) = last_answer(completion) else { return Verdict::Malformed };
+    let Some(answer) = super::answer::answer_tag(completion) else { return Verdict::Malformed };
     // An optional `= <integer>` suffix; more than one `=` is not an equation.
     let (expression, claimed) = match answer.split_once('=') {
         None => (answer, None),
@@ -118,14 +118,6 @@ pub fn check(completion: &str, numbers: &[i64], target: &str) -> Verdict {
     } else {
         Verdict::Wrong
     }
-}
-
-/// The text between the last `</answer>` and the `<answer>` before it, if any
-/// (a trailing unclosed `<answer>` is a truncated reply and is ignored).
-fn last_answer(completion: &str) -> Option<&str> {
-    let end = completion.rfind("</answer>")?;
-    let start = completion[..end].rfind("<answer>")? + "<answer>".len();
-    Some(&completion[start..end])
 }
 
 /// An exact rational `num / den`, `den > 0`, in lowest terms, and never
