@@ -285,3 +285,40 @@ fn settings_come_from_toml_with_named_errors() {
     let bad = GrpoConfig { delta: Some(1.1), ..GrpoConfig::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("delta"));
 }
+
+/// The variants run end to end: DAPO's token-level loss, clip-higher and
+/// dynamic sampling, batch scaling, the dual clip, truncation masking, μ = 2.
+#[test]
+fn every_variant_runs_and_logs_finite_metrics() {
+    use aha_trainer::grpo::objective::{LossType, ScaleRewards};
+    let variants = [
+        (LossType::Dapo, ScaleRewards::Batch, true, true),
+        (LossType::DrGrpo, ScaleRewards::None, false, true),
+        (LossType::Grpo, ScaleRewards::Group, true, false),
+    ];
+    for (loss_type, scale_rewards, dynamic_sampling, mask_truncated) in variants {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config();
+        c.max_steps = 2;
+        c.eval_steps = 0;
+        c.prompts_per_step = 4;
+        c.max_completion_length = 12; // some outputs are cut
+        c.loss_type = loss_type;
+        c.scale_rewards = scale_rewards;
+        c.dynamic_sampling = dynamic_sampling;
+        c.mask_truncated = mask_truncated;
+        c.epsilon_high = Some(0.28);
+        c.delta = Some(2.0);
+        c.num_iterations = 2;
+        c.beta = 0.01;
+        grpo(&job(dir.path(), c, RunControl::default())).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(v["groups"].as_f64().unwrap() <= 4.0, "{line}");
+            for key in ["reward", "zero_variance_groups", "truncated", "completion_length"] {
+                assert!(v[key].as_f64().is_some_and(f64::is_finite), "{loss_type:?}: {key} in {line}");
+            }
+        }
+    }
+}
