@@ -619,8 +619,19 @@ pub struct Rollouts {
     pub names: Vec<String>,
     pub new_tokens: usize,
     pub gen_seconds: f64,
-    /// Sampled outputs' statistics (all groups, kept or not).
-    all: Vec<(usize, Finish, f32, Vec<f32>, bool, bool, usize)>,
+    /// Every sampled output's statistics (all groups, kept or not).
+    all: Vec<SampleStats>,
+}
+
+/// What the metrics keep of one sampled output.
+struct SampleStats {
+    length: usize,
+    truncated: bool,
+    reward: f32,
+    by_reward: Vec<f32>,
+    correct: bool,
+    formatted: bool,
+    reflections: usize,
 }
 
 impl Rollouts {
@@ -629,20 +640,20 @@ impl Rollouts {
     fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
         let mut m = std::collections::BTreeMap::new();
         let n = self.all.len().max(1) as f64;
-        let mean = |f: &dyn Fn(&(usize, Finish, f32, Vec<f32>, bool, bool, usize)) -> f64| self.all.iter().map(f).sum::<f64>() / n;
-        let reward = mean(&|s| s.2 as f64);
+        let mean = |f: &dyn Fn(&SampleStats) -> f64| self.all.iter().map(f).sum::<f64>() / n;
+        let reward = mean(&|s| s.reward as f64);
         m.insert("reward".into(), reward);
-        m.insert("reward_std".into(), (mean(&|s| (s.2 as f64 - reward).powi(2))).sqrt());
+        m.insert("reward_std".into(), (mean(&|s| (s.reward as f64 - reward).powi(2))).sqrt());
         for (i, name) in self.names.iter().enumerate() {
-            m.insert(format!("rewards/{name}"), mean(&|s| s.3[i] as f64));
+            m.insert(format!("rewards/{name}"), mean(&|s| s.by_reward[i] as f64));
         }
-        m.insert("accuracy".into(), mean(&|s| s.4 as u8 as f64));
-        m.insert("format_rate".into(), mean(&|s| s.5 as u8 as f64));
-        m.insert("completion_length".into(), mean(&|s| s.0 as f64));
-        m.insert("completion_length_min".into(), self.all.iter().map(|s| s.0).min().unwrap_or(0) as f64);
-        m.insert("completion_length_max".into(), self.all.iter().map(|s| s.0).max().unwrap_or(0) as f64);
-        m.insert("truncated".into(), mean(&|s| (s.1 == Finish::Length) as u8 as f64));
-        m.insert("reflection_rate".into(), mean(&|s| s.6 as f64));
+        m.insert("accuracy".into(), mean(&|s| s.correct as u8 as f64));
+        m.insert("format_rate".into(), mean(&|s| s.formatted as u8 as f64));
+        m.insert("completion_length".into(), mean(&|s| s.length as f64));
+        m.insert("completion_length_min".into(), self.all.iter().map(|s| s.length).min().unwrap_or(0) as f64);
+        m.insert("completion_length_max".into(), self.all.iter().map(|s| s.length).max().unwrap_or(0) as f64);
+        m.insert("truncated".into(), mean(&|s| s.truncated as u8 as f64));
+        m.insert("reflection_rate".into(), mean(&|s| s.reflections as f64));
         m.insert("zero_variance_groups".into(), self.zero_variance as f64 / self.sampled.max(1) as f64);
         m.insert("groups".into(), self.kept.len() as f64);
         m
@@ -744,10 +755,15 @@ fn sample_groups(
             let flat = objective::zero_variance(&rewards);
             out.sampled += 1;
             out.zero_variance += flat as usize;
-            for s in &group.samples {
-                let reflections = rewards::format::reflection_words(&s.text);
-                out.all.push((s.ids.len(), s.finish.clone(), s.reward, s.by_reward.clone(), s.correct, s.formatted, reflections));
-            }
+            out.all.extend(group.samples.iter().map(|s| SampleStats {
+                length: s.ids.len(),
+                truncated: s.finish == Finish::Length,
+                reward: s.reward,
+                by_reward: s.by_reward.clone(),
+                correct: s.correct,
+                formatted: s.formatted,
+                reflections: rewards::format::reflection_words(&s.text),
+            }));
             // Without dynamic sampling every group is kept: its zero
             // advantages make it contribute nothing but its share of the mean.
             if !(c.dynamic_sampling && flat) {
