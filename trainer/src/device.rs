@@ -35,6 +35,27 @@ impl DeviceChoice {
         }
     }
 
+    /// The device a training run uses: autodiff on, and activations
+    /// recomputed in the backward pass when `checkpointing`.
+    pub fn training_device(self, checkpointing: bool) -> Device {
+        let device = self.device().autodiff();
+        if checkpointing {
+            device.gradient_checkpointing()
+        } else {
+            device
+        }
+    }
+
+    /// The precision named (`f32`, `bf16`, `f16`), or this device's default
+    /// when the name is empty.
+    pub fn precision(self, named: &str) -> crate::error::Result<Precision> {
+        if named.is_empty() {
+            Ok(self.default_precision())
+        } else {
+            named.parse()
+        }
+    }
+
     pub fn is_gpu(self) -> bool {
         self != DeviceChoice::Flex
     }

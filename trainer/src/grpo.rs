@@ -199,11 +199,7 @@ impl GrpoConfig {
     }
 
     pub fn precision(&self) -> Result<Precision> {
-        if self.precision.is_empty() {
-            Ok(self.device_choice()?.default_precision())
-        } else {
-            self.precision.parse()
-        }
+        self.device_choice()?.precision(&self.precision)
     }
 
     pub fn settings(&self) -> Settings {
@@ -420,14 +416,7 @@ pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
 
     let choice = c.device_choice()?;
     let dtype = c.precision()?.dtype();
-    let device = {
-        let d = choice.device().autodiff();
-        if c.gradient_checkpointing {
-            d.gradient_checkpointing()
-        } else {
-            d
-        }
-    };
+    let device = choice.training_device(c.gradient_checkpointing);
     let specs = if c.rewards.is_empty() { default_rewards(&job.task, &records) } else { c.rewards.clone() };
     let rewards = reward_set(&specs, &choice.device())?;
 
@@ -477,7 +466,10 @@ pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
     let open = |path: &Path| fs::OpenOptions::new().create(true).append(true).open(path).map_err(at(path));
     let mut metrics = open(&metrics_path)?;
     let mut evals = open(&eval_path)?;
+    // The engine holds the policy's current weights: handed over once here
+    // and once after each update, then used by sampling and evaluation alike.
     let mut engine = rollout::Engine::new(c.runtime_rollouts()?);
+    engine.refresh(&model, &tokenizer)?;
 
     let mut report = GrpoReport { resumed_from, ..GrpoReport::default() };
     let mut write_eval = |model: &CausalLm, engine: &mut rollout::Engine, step: u64| -> Result<Option<f64>> {
@@ -531,6 +523,9 @@ pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
             None
         };
         let train_seconds = train_began.elapsed().as_secs_f64();
+        if update.is_some() {
+            engine.refresh(&model, &tokenizer)?;
+        }
         if let Some(u) = &update {
             let tokens = u.stats.tokens.max(1.0);
             line.insert("loss".into(), u.loss);
@@ -737,7 +732,6 @@ fn sample_groups(
         all: Vec::new(),
     };
     let rounds = if c.dynamic_sampling { 1 + c.max_refill_rounds } else { 1 };
-    engine.refresh(model, tokenizer)?;
     for round in 0..rounds {
         let want = c.prompts_per_step - out.kept.len();
         if want == 0 {
@@ -939,7 +933,6 @@ fn evaluate(
 ) -> Result<EvalLine> {
     let sampling =
         GenerateConfig { temperature: c.eval_temperature, top_p: c.eval_top_p, top_k: 0, ..c.sampling(mix(c.seed ^ EVAL_SALT, step, 0)) };
-    engine.refresh(model, tokenizer)?;
     let completions = engine.generate(model, tokenizer, prompt_ids, c.eval_samples, &sampling)?;
     let n = completions.len().max(1) as f64;
     let length = completions.iter().map(|c| c.ids.len()).sum::<usize>() as f64 / n;

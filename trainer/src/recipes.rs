@@ -209,7 +209,7 @@ pub struct SampleLine {
 /// (`<out>.metrics.jsonl`).
 pub fn generate(job: &GenerateJob) -> Result<GenerateStats> {
     let choice: DeviceChoice = job.device.parse()?;
-    let precision = if job.precision.is_empty() { choice.default_precision() } else { job.precision.parse()? };
+    let precision = choice.precision(&job.precision)?;
     let device = choice.device();
     let tokenizer = TextTokenizer::from_dir(&job.init)?;
     let format = PromptFormat::from_name(&job.template, &tokenizer)?;

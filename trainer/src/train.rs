@@ -94,17 +94,12 @@ impl TrainConfig {
     }
 
     pub fn precision(&self) -> Result<Precision> {
-        if self.precision.is_empty() {
-            Ok(self.device_choice()?.default_precision())
-        } else {
-            self.precision.parse()
-        }
+        self.device_choice()?.precision(&self.precision)
     }
 
     /// The training device (autodiff on, checkpointing if asked).
     pub fn device(&self) -> Result<Device> {
-        let device = self.device_choice()?.device().autodiff();
-        Ok(if self.gradient_checkpointing { device.gradient_checkpointing() } else { device })
+        Ok(self.device_choice()?.training_device(self.gradient_checkpointing))
     }
 
     /// Reads settings from a TOML file (unknown names are an error naming
