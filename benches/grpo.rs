@@ -66,6 +66,7 @@ fn step(c: &mut Criterion) {
                     ..GrpoConfig::default()
                 };
                 let job = GrpoJob {
+                    data: Default::default(),
                     init: dir.path().to_path_buf(),
                     task: Source::Task { name: "arith".into(), examples: 0 },
                     eval: None,

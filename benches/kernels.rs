@@ -6,10 +6,15 @@
 //! Shapes: 768×2048 (a small model's FFN matrix; its weights fit in L2 for
 //! the quantized formats) and 4096×4096 (exceeds L2 in every format).
 //!
+//! The `matmul/` groups time the batched kernels (one matrix against 16 and
+//! 64 inputs, as prompt processing and batch decoding see it) in
+//! multiply-accumulates per second (`Throughput::Elements` = rows × cols ×
+//! inputs), beside the loop of matvecs they replace.
+//!
 //! `cargo bench --bench kernels` (add `-- <filter>` to run a subset, e.g.
 //! `-- q4_0`).
 
-use aha_kernels::{backends, dtype, matvec, Activation, BlockQ8_0, DType, Matrix, QK};
+use aha_kernels::{backends, dtype, matmul, matvec, Activation, Batch, BatchScratch, BlockQ8_0, DType, MatOut, Matrix, PanelQ8, QK};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
@@ -161,5 +166,43 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The batched kernels on the 122M model's FFN shape (2048 × 768), per
+/// backend and format, against 16 and 64 inputs.
+fn bench_matmul(c: &mut Criterion) {
+    let (rows, cols) = (2048, 768);
+    let wf = pseudo_random(rows * cols, 1);
+    for n in [16, 64] {
+        let x = pseudo_random(n * cols, 2);
+        let mut g = c.benchmark_group(format!("matmul/{rows}x{cols}/n{n}"));
+        g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+        g.throughput(Throughput::Elements((rows * cols * n) as u64));
+        let mut out = vec![0.0f32; n * rows];
+        for dt in DType::ALL {
+            let mut data = vec![0u8; dt.row_bytes(cols).unwrap() * rows];
+            dtype::quantize(dt, &wf, &mut data);
+            let m = Matrix { dtype: dt, data: &data, rows, cols };
+            let int = dt.is_quantized();
+            for k in backends() {
+                let mut q8 = vec![BlockQ8_0::ZERO; Batch::q8_len(n, cols)];
+                let mut pq = vec![PanelQ8::ZERO; Batch::panel_q8_len(n, cols)];
+                let mut pf = vec![0f32; Batch::panel_f32_len(n, cols)];
+                let batch = Batch::prepare(k, &x, n, int, !int, BatchScratch { q8: &mut q8, panel_q8: &mut pq, panel_f32: &mut pf });
+                g.bench_function(BenchmarkId::new(format!("{dt}/matmul"), k.name), |b| {
+                    b.iter(|| matmul(k, black_box(&m), black_box(&batch), &mut MatOut::new(&mut out, n, rows, rows)))
+                });
+                let mut one = vec![0.0f32; rows];
+                g.bench_function(BenchmarkId::new(format!("{dt}/matvec-loop"), k.name), |b| {
+                    b.iter(|| {
+                        for i in 0..n {
+                            matvec(k, black_box(&m), &batch.get(i), &mut one);
+                        }
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench, bench_matmul);
 criterion_main!(benches);

@@ -6,6 +6,9 @@
 #
 #   scripts/gpu-check.sh [path/to/aha] [out-dir]
 #
+# The binary must be built with burn's GPU backends:
+#   cargo build --release --features gpu
+#
 # Needs a Vulkan driver (on the project's H200 machines: carry the loader and
 # set VK_DRIVER_FILES, see the device tool's README). Prints a summary and
 # exits non-zero if the GPU's losses or log-probs disagree with flex.

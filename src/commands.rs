@@ -15,13 +15,17 @@ fn dtype(name: &str) -> Result<DType> {
     DType::from_name(name).ok_or_else(|| anyhow!("unknown dtype `{name}` (f32, f16, bf16, q8_0, q4_0)"))
 }
 
-pub fn convert(hf_dir: &Path, out: &Path, weights: &str, output: Option<&str>) -> Result<()> {
+pub fn convert(hf_dir: &Path, out: &Path, weights: &str, output: Option<&str>, allow_non_finite: bool) -> Result<()> {
     let mut opts = ConvertOptions::new(dtype(weights)?);
     opts.output_dtype = output.map(dtype).transpose()?;
+    opts.allow_non_finite = allow_non_finite;
     let start = Instant::now();
     let report = convert_checkpoint(hf_dir, out, &opts).with_context(|| format!("converting {}", hf_dir.display()))?;
     for f in &report.fallbacks {
         eprintln!("note: {f}");
+    }
+    for f in &report.non_finite {
+        eprintln!("warning: stored anyway (--allow-non-finite): {f}");
     }
     if !report.skipped.is_empty() {
         eprintln!("note: {} unused checkpoint tensors skipped ({})", report.skipped.len(), report.skipped.join(", "));
@@ -41,11 +45,34 @@ pub fn convert(hf_dir: &Path, out: &Path, weights: &str, output: Option<&str>) -
 }
 
 fn open_model(path: &Path) -> Result<ModelBytes> {
-    ModelBytes::open(path).with_context(|| format!("opening {}", path.display()))
+    // The path is in the error's own message.
+    Ok(ModelBytes::open(path)?)
 }
 
-fn parse_model<'a>(path: &Path, bytes: &'a ModelBytes) -> Result<Model<'a>> {
-    Model::from_bytes(bytes.bytes()).with_context(|| format!("reading {}", path.display()))
+/// Parses a model file and, unless `verify` is off, checks every tensor's
+/// CRC-32 first (one pass over the weights with crc32fast), so that a
+/// corrupted file is refused by tensor name instead of run.
+fn parse_model<'a>(path: &Path, bytes: &'a ModelBytes, verify: bool) -> Result<Model<'a>> {
+    let model = Model::from_bytes(bytes.bytes()).with_context(|| format!("reading {}", path.display()))?;
+    if verify {
+        model
+            .file
+            .verify()
+            .with_context(|| format!("reading {} (--no-verify skips this check, at your own risk)", path.display()))?;
+    }
+    Ok(model)
+}
+
+/// The most threads `--threads` accepts.
+pub const MAX_THREADS: usize = 1024;
+
+/// `--threads`: a count from 1 to [`MAX_THREADS`] (clap value parser).
+pub fn parse_threads(text: &str) -> std::result::Result<usize, String> {
+    let n: usize = text.trim().parse().map_err(|_| format!("`{text}` is not a thread count"))?;
+    if n == 0 || n > MAX_THREADS {
+        return Err(format!("{n} threads: give between 1 and {MAX_THREADS}"));
+    }
+    Ok(n)
 }
 
 /// Prompt tokens fed together (each weight row read once per batch).
@@ -71,11 +98,15 @@ pub struct RunArgs {
     pub repetition_penalty: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_threads)]
     pub threads: usize,
-    /// Context length (prompt + generation); default: the model's, capped at 4096.
+    /// Context length (prompt + generation), at most the model's positions;
+    /// default: prompt + max-tokens, at least 4096, at most the model's positions.
     #[arg(long)]
     pub context: Option<usize>,
+    /// Skip checking every tensor's CRC-32 when loading (a corrupted file then runs on wrong weights).
+    #[arg(long)]
+    pub no_verify: bool,
     /// Keep the KV cache in f16 (half the memory).
     #[arg(long)]
     pub kv_f16: bool,
@@ -92,8 +123,9 @@ pub struct RunArgs {
 
 pub fn run(a: &RunArgs) -> Result<()> {
     let bytes = open_model(&a.model)?;
-    let model = parse_model(&a.model, &bytes)?;
-    let tokenizer = model.tokenizer().context("this command needs a model file with a tokenizer")?;
+    let model = parse_model(&a.model, &bytes, !a.no_verify)?;
+    let tokenizer =
+        model.tokenizer().with_context(|| format!("{}: this command needs a model file with a tokenizer", a.model.display()))?;
     let template = match a.template.as_str() {
         "auto" => Template::detect(&tokenizer),
         name => Template::from_name(name)
@@ -110,10 +142,31 @@ pub fn run(a: &RunArgs) -> Result<()> {
     if prompt.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
-    let context = a.context.unwrap_or((model.config.max_position as usize).min(4096)).max(prompt.len() + 1);
+    let positions = model.config.max_position as usize;
+    if prompt.len() >= positions {
+        bail!(
+            "the prompt is {} tokens but the model has {positions} positions (max_position_embeddings), one of which the answer needs: shorten it by at least {} tokens",
+            prompt.len(),
+            prompt.len() + 1 - positions
+        );
+    }
+    let context = match a.context {
+        Some(context) => {
+            model.check_context(context).context("--context")?;
+            if context <= prompt.len() {
+                bail!(
+                    "--context {context} leaves no room for an answer: the prompt alone is {} tokens (give at least {})",
+                    prompt.len(),
+                    prompt.len() + 1
+                );
+            }
+            context
+        }
+        None => prompt.len().saturating_add(a.max_tokens).max(4096).min(positions),
+    };
     let kv = if a.kv_f16 { KvType::F16 } else { KvType::F32 };
-    let plan = model.memory_plan_batched(context, kv, PROMPT_BATCH);
-    let mut buf = plan.allocate();
+    let plan = model.checked_plan(context, kv, PROMPT_BATCH.min(context))?;
+    let mut buf = plan.try_allocate()?;
     let mut session = Session::with_plan(&model, &mut buf, &plan, aha_kernels::best())?;
     session.set_threads(a.threads);
     let sampler = Sampler::new(SamplerConfig {
@@ -162,10 +215,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn logits(path: &Path, tokens: &[u32], all: bool, threads: usize) -> Result<()> {
+pub fn logits(path: &Path, tokens: &[u32], all: bool, threads: usize, verify: bool) -> Result<()> {
     let bytes = open_model(path)?;
-    let model = parse_model(path, &bytes)?;
-    let mut buf = model.memory_plan(tokens.len(), KvType::F32).allocate();
+    let model = parse_model(path, &bytes, verify)?;
+    let plan = model.checked_plan(tokens.len(), KvType::F32, 1).with_context(|| format!("--tokens gives {} tokens", tokens.len()))?;
+    let mut buf = plan.try_allocate()?;
     let mut session = Session::new(&model, &mut buf, tokens.len(), KvType::F32)?;
     session.set_threads(threads);
     let mut rows = Vec::new();
@@ -177,7 +231,7 @@ pub fn logits(path: &Path, tokens: &[u32], all: bool, threads: usize) -> Result<
         rows.push(session.feed(tokens)?.to_vec());
     }
     let json = if all { serde_json::to_string(&rows)? } else { serde_json::to_string(&rows[0])? };
-    println!("{json}");
+    writeln!(std::io::stdout().lock(), "{json}")?;
     Ok(())
 }
 
@@ -196,10 +250,35 @@ fn with_tokenizer<T>(path: &Path, f: impl FnOnce(&Tokenizer) -> Result<T>) -> Re
     }
 }
 
-pub fn tokenize(path: &Path, text: &str) -> Result<()> {
+/// Where `aha tokenize` reads its text.
+pub enum TextSource {
+    Arg(String),
+    Stdin,
+    File(PathBuf),
+}
+
+impl TextSource {
+    fn read(&self) -> Result<String> {
+        match self {
+            TextSource::Arg(text) => Ok(text.clone()),
+            TextSource::Stdin => {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)
+                    .context("reading the text from standard input (it must be UTF-8)")?;
+                Ok(text)
+            }
+            TextSource::File(path) => {
+                std::fs::read_to_string(path).with_context(|| format!("reading the text from {} (it must be UTF-8)", path.display()))
+            }
+        }
+    }
+}
+
+pub fn tokenize(path: &Path, text: &TextSource) -> Result<()> {
+    let text = text.read()?;
     with_tokenizer(path, |t| {
-        let ids = t.encode_to_vec(text).map_err(|e| anyhow!("{e}"))?;
-        println!("{}", serde_json::to_string(&ids)?);
+        let ids = t.encode_to_vec(&text).map_err(|e| anyhow!("{e}"))?;
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string(&ids)?)?;
         Ok(())
     })
 }
@@ -207,7 +286,7 @@ pub fn tokenize(path: &Path, text: &str) -> Result<()> {
 pub fn detokenize(path: &Path, ids: &[u32]) -> Result<()> {
     with_tokenizer(path, |t| {
         let text = t.decode_to_string(ids).map_err(|e| anyhow!("{e}"))?;
-        println!("{text}");
+        writeln!(std::io::stdout().lock(), "{text}")?;
         Ok(())
     })
 }
@@ -215,13 +294,16 @@ pub fn detokenize(path: &Path, ids: &[u32]) -> Result<()> {
 pub fn inspect(path: &Path, context: usize, verify: bool, target: Option<&str>) -> Result<()> {
     let board = target.map(target_board).transpose()?;
     let bytes = open_model(path)?;
-    let model = parse_model(path, &bytes)?;
+    // The table is shown even for a corrupted file; `--verify` then names the tensor.
+    let model = parse_model(path, &bytes, false)?;
+    let out = &mut std::io::stdout().lock();
     let c = &model.config;
     let file = &model.file;
     let p = &file.header.provenance;
-    println!("file        {} ({:.1} MB, format v{})", path.display(), bytes.bytes().len() as f64 / 1e6, file.version);
-    println!("source      {} (by {}, {})", p.source, p.converter, p.quantization);
-    println!(
+    writeln!(out, "file        {} ({:.1} MB, format v{})", path.display(), bytes.bytes().len() as f64 / 1e6, file.version)?;
+    writeln!(out, "source      {} (by {}, {})", p.source, p.converter, p.quantization)?;
+    writeln!(
+        out,
         "arch        {}: {} layers, hidden {}, intermediate {}, {} heads / {} kv heads × {}, vocab {}",
         c.arch.name(),
         c.num_layers,
@@ -231,38 +313,41 @@ pub fn inspect(path: &Path, context: usize, verify: bool, target: Option<&str>) 
         c.num_kv_heads,
         c.head_dim,
         c.vocab_size
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "            rope θ {} ({:?}), rms eps {:e}, max positions {}, tied embeddings {}, qkv bias {}",
         c.rope_theta, c.rope_scaling, c.rms_norm_eps, c.max_position, c.tie_embeddings, c.attention_bias
-    );
+    )?;
     match model.tokenizer() {
-        Ok(t) => println!("tokenizer   byte-level BPE, {} tokens", t.vocab_size()),
-        Err(_) => println!("tokenizer   none"),
+        Ok(t) => writeln!(out, "tokenizer   byte-level BPE, {} tokens", t.vocab_size())?,
+        Err(aha_runtime::Error::NoTokenizer) => writeln!(out, "tokenizer   none")?,
+        Err(e) => writeln!(out, "tokenizer   unusable: {e}")?,
     }
-    println!("tensors     {} ({:.2} MB of weights)", file.header.tensor_count, model.weight_bytes() as f64 / 1e6);
+    writeln!(out, "tensors     {} ({:.2} MB of weights)", file.header.tensor_count, model.weight_bytes() as f64 / 1e6)?;
     for info in file.tensors() {
         let info = info?;
         let (r, cols) = info.rows_cols();
         let shape = if info.rank == 1 { format!("[{cols}]") } else { format!("[{r}, {cols}]") };
-        println!("  {:<52} {:>5} {:>14} {:>12} B", info.name, info.dtype()?.name(), shape, info.len);
+        writeln!(out, "  {:<52} {:>5} {:>14} {:>12} B", info.name, info.dtype()?.name(), shape, info.len)?;
     }
     for kv in [KvType::F32, KvType::F16] {
         let plan = model.memory_plan(context, kv);
-        println!(
+        writeln!(
+        out,
             "memory      context {context}, {:?} KV cache: {:.2} MB KV + {:.2} MB scratch = {:.2} MB",
             kv,
             plan.kv_bytes as f64 / 1e6,
             plan.scratch_bytes as f64 / 1e6,
             plan.total() as f64 / 1e6
-        );
+        )?;
     }
     if let Some(board) = board {
-        inspect_target(&model, bytes.bytes().len(), context, board);
+        inspect_target(out, &model, bytes.bytes().len(), context, board)?;
     }
     if verify {
         file.verify().with_context(|| format!("verifying {}", path.display()))?;
-        println!("verify      every tensor's checksum matches");
+        writeln!(out, "verify      every tensor's checksum matches")?;
     }
     Ok(())
 }
@@ -279,7 +364,13 @@ fn target_board(name: &str) -> Result<&'static aha_runtime::footprint::Board> {
 
 /// `inspect --target`: flash and RAM the model needs on a microcontroller
 /// running firmware/cortex-m, per KV cache type, and which boards it fits.
-fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_runtime::footprint::Board) {
+fn inspect_target(
+    out: &mut impl Write,
+    model: &Model,
+    file_bytes: usize,
+    context: usize,
+    board: &aha_runtime::footprint::Board,
+) -> Result<()> {
     use aha_runtime::footprint::{Board, Footprint, BOARDS};
     let kib = |n: u64| {
         if n >= 1 << 20 {
@@ -306,7 +397,8 @@ fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_
             format!("does not fit: {}", short.join(", "))
         }
     };
-    println!(
+    writeln!(
+        out,
         "target      {} ({}, {}): {} flash, {} RAM ({} contiguous){}",
         board.name,
         board.core,
@@ -315,10 +407,11 @@ fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_
         kib(board.ram),
         kib(board.ram_block),
         if board.note.is_empty() { String::new() } else { format!("; {}", board.note) }
-    );
+    )?;
     for kv in [KvType::F16, KvType::F32] {
         let f = Footprint::new(file_bytes, &model.memory_plan(context, kv));
-        println!(
+        writeln!(
+        out,
             "  {kv:?} KV   flash {} = model file {} + program {}; RAM {} = arena {} (KV + scratch) + prompt buffers {} + stack {}: {}",
             kib(f.flash()),
             kib(f.model_file),
@@ -328,12 +421,13 @@ fn inspect_target(model: &Model, file_bytes: usize, context: usize, board: &aha_
             kib(f.prompt_buffers),
             kib(f.stack),
             verdict(&f, board)
-        );
+        )?;
     }
     let f16 = Footprint::new(file_bytes, &model.memory_plan(context, KvType::F16));
     let (fits, not): (Vec<&Board>, Vec<&Board>) = BOARDS.iter().filter(|b| b.name != board.name).partition(|b| f16.fit(b).fits());
     let names = |v: &[&Board]| if v.is_empty() { "none".to_string() } else { v.iter().map(|b| b.name).collect::<Vec<_>>().join(", ") };
-    println!("  other boards (F16 KV, context {context}): fit: {}; too small: {}", names(&fits), names(&not));
+    writeln!(out, "  other boards (F16 KV, context {context}): fit: {}; too small: {}", names(&fits), names(&not))?;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -350,6 +444,13 @@ pub struct BenchArgs {
     pub prompt: usize,
     #[arg(long, default_value_t = 128)]
     pub tokens: usize,
+    /// Skip checking every tensor's CRC-32 when loading.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Also decode this many sequences at once (e.g. 1,8,64) and report the
+    /// aggregate tokens/s of the batch session.
+    #[arg(long)]
+    pub batch: Option<String>,
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
@@ -372,26 +473,34 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
 
 fn bench_file(path: &Path, a: &BenchArgs) -> Result<()> {
     let bytes = open_model(path)?;
-    let model = parse_model(path, &bytes)?;
+    let model = parse_model(path, &bytes, !a.no_verify)?;
+    let thread_counts = a.threads.split(',').map(parse_threads).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| anyhow!("--threads: {e}"))?;
+    if a.prompt == 0 {
+        bail!("--prompt 0: the bench needs at least one prompt token");
+    }
+    let context = a.prompt.saturating_add(a.tokens).saturating_add(1);
+    model
+        .check_context(context)
+        .with_context(|| format!("--prompt {} + --tokens {} + 1 (the first decoded token's input)", a.prompt, a.tokens))?;
     let vocab = model.config.vocab_size;
     let prompt: Vec<u32> = (0..a.prompt as u32).map(|i| (i * 7919 + 13) % vocab).collect();
-    let context = a.prompt + a.tokens + 1;
+    let out = &mut std::io::stdout().lock();
     // Weights read per decoded token: every matrix once, one embedding row.
     let embed = model.embed();
     let per_token = model.weight_bytes() - embed.data.len() as u64 + embed.row_bytes() as u64;
-    println!(
+    writeln!(
+        out,
         "{}: {} layers × {} wide, {:.1} MB of weights read per token, {} kernels",
         path.display(),
         model.config.num_layers,
         model.config.hidden_size,
         per_token as f64 / 1e6,
         aha_kernels::best().name
-    );
-    println!("{:>7}  {:>12}  {:>12}  {:>10}", "threads", "prompt tok/s", "decode tok/s", "decode GB/s");
-    for threads in a.threads.split(',') {
-        let threads: usize = threads.trim().parse().with_context(|| format!("`{threads}` is not a thread count"))?;
-        let plan = model.memory_plan_batched(context, KvType::F32, PROMPT_BATCH);
-        let mut buf = plan.allocate();
+    )?;
+    writeln!(out, "{:>7}  {:>12}  {:>12}  {:>10}", "threads", "prompt tok/s", "decode tok/s", "decode GB/s")?;
+    for threads in thread_counts {
+        let plan = model.checked_plan(context, KvType::F32, PROMPT_BATCH.min(context))?;
+        let mut buf = plan.try_allocate()?;
         let mut session = Session::with_plan(&model, &mut buf, &plan, aha_kernels::best())?;
         session.set_threads(threads);
         let t0 = Instant::now();
@@ -403,13 +512,47 @@ fn bench_file(path: &Path, a: &BenchArgs) -> Result<()> {
         }
         let decode_s = t1.elapsed().as_secs_f64();
         let tps = a.tokens as f64 / decode_s;
-        println!(
-            "{:>7}  {:>12.1}  {:>12.1}  {:>10.2}",
-            threads,
-            a.prompt as f64 / prompt_s,
-            tps,
-            tps * per_token as f64 / 1e9
-        );
+        writeln!(out, "{:>7}  {:>12.1}  {:>12.1}  {:>10.2}", threads, a.prompt as f64 / prompt_s, tps, tps * per_token as f64 / 1e9)?;
+    }
+    if let Some(batch) = &a.batch {
+        bench_batch(&model, &prompt, a, batch)?;
+    }
+    Ok(())
+}
+
+/// Aggregate tokens/s of `B` sequences decoded together, each from a prompt
+/// of its own: decode steps alone, and with the prompts' prefill counted in
+/// (as Hugging Face `generate` is timed).
+fn bench_batch(model: &Model, prompt: &[u32], a: &BenchArgs, batch: &str) -> Result<()> {
+    println!("{:>7}  {:>9}  {:>18}  {:>22}", "threads", "sequences", "decode tok/s (all)", "with prefill tok/s (all)");
+    let context = prompt.len() + a.tokens + 1;
+    let vocab = model.config.vocab_size;
+    for threads in a.threads.split(',') {
+        let threads: usize = threads.trim().parse().with_context(|| format!("`{threads}` is not a thread count"))?;
+        for b in batch.split(',') {
+            let b: usize = b.trim().parse().ok().filter(|&b| b > 0).with_context(|| format!("`{b}` is not a number of sequences"))?;
+            let plan = model.memory_plan_sequences(context, KvType::F32, b, b.max(PROMPT_BATCH));
+            let mut buf = plan.try_allocate()?;
+            let mut session = aha_runtime::BatchSession::new(model, &mut buf, &plan, aha_kernels::best())?;
+            session.set_threads(threads);
+            let t0 = Instant::now();
+            for s in 0..b {
+                let own: Vec<u32> = prompt.iter().map(|&t| (t + 101 * s as u32) % vocab).collect();
+                session.feed(s, &own)?;
+            }
+            let seqs: Vec<usize> = (0..b).collect();
+            let mut next: Vec<u32> = seqs.iter().map(|&s| session.logits(s).map(aha_runtime::sampler::argmax)).collect::<Result<_, _>>()?;
+            let t1 = Instant::now();
+            for _ in 0..a.tokens {
+                session.step(&seqs, &next)?;
+                for (s, n) in next.iter_mut().enumerate() {
+                    *n = aha_runtime::sampler::argmax(session.logits(s)?);
+                }
+            }
+            let (all, decode) = (t0.elapsed().as_secs_f64(), t1.elapsed().as_secs_f64());
+            let tokens = (b * a.tokens) as f64;
+            println!("{:>7}  {:>9}  {:>18.1}  {:>22.1}", threads, b, tokens / decode, tokens / all);
+        }
     }
     Ok(())
 }

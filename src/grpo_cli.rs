@@ -8,20 +8,27 @@ use aha_trainer::train::RunControl;
 use anyhow::Result;
 use clap::Args;
 
+use crate::dataset_cli::{CodeArgs, DatasetArgs};
+
 #[derive(Args, Debug)]
 pub struct GrpoArgs {
     /// The policy's starting checkpoint (also the first reference model).
     #[arg(long)]
     pub init: PathBuf,
-    /// A built-in task (arith, words, countdown, listprog) or a JSONL of
-    /// {"prompt", "answer"} rows (GSM8K's {"question", "answer": "... #### 42"}
-    /// too; optional "tests" for code, "numbers" for Countdown).
+    /// A built-in task (arith, words, countdown, listprog) or a dataset:
+    /// JSONL, JSON or Parquet, a file or a folder of shards, in TRL's
+    /// {"prompt", "answer"} or a recognised layout (GSM8K, MATH, NuminaMath,
+    /// OpenR1-Math, Countdown, MBPP, HumanEval; see docs/datasets.md).
     #[arg(long)]
     pub task: String,
-    /// Held-out prompts (JSONL); default: the task's own test items, or the
-    /// last rows of the JSONL.
+    /// Held-out prompts (a dataset as --task); default: the task's own test
+    /// items, or the last rows of the dataset.
     #[arg(long)]
     pub eval: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DatasetArgs,
+    #[command(flatten)]
+    pub code: CodeArgs,
     #[arg(long)]
     pub out: PathBuf,
     /// TOML file with any GrpoConfig names (num_generations, beta, ...);
@@ -32,6 +39,10 @@ pub struct GrpoArgs {
     /// language, code, countdown, rm:<checkpoint>. Default: the task's.
     #[arg(long = "reward")]
     pub rewards: Vec<String>,
+    /// A reward for the general prompts (rows with "kind": "general"), repeatable:
+    /// rm:<dir> judges the whole output, rm-answer:<dir> the final answer only.
+    #[arg(long = "general-reward")]
+    pub general_rewards: Vec<String>,
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// Questions per step.
@@ -157,6 +168,9 @@ impl GrpoArgs {
         if !self.rewards.is_empty() {
             c.rewards = self.rewards.clone();
         }
+        if !self.general_rewards.is_empty() {
+            c.general_rewards = self.general_rewards.clone();
+        }
         c.dynamic_sampling |= self.dynamic_sampling;
         c.mask_truncated |= self.mask_truncated;
         c.gradient_checkpointing |= self.gradient_checkpointing;
@@ -166,15 +180,20 @@ impl GrpoArgs {
 }
 
 pub fn grpo(a: &GrpoArgs) -> Result<()> {
+    a.code.configure()?;
     let job = GrpoJob {
         init: a.init.clone(),
         task: Source::parse(&a.task, 0),
         eval: a.eval.clone(),
+        data: a.data.options(),
         out: a.out.clone(),
         config: a.resolve()?,
         control: RunControl { resume: a.resume, stop_after: None, progress: true },
     };
     let report = grpo::grpo(&job)?;
+    if let Some(data) = &report.data {
+        eprintln!("data: {}", data.summary());
+    }
     if let Some(step) = report.resumed_from {
         eprintln!("resumed from step {step}");
     }
@@ -206,8 +225,9 @@ pub struct PlotArgs {
 pub fn plot(a: &PlotArgs) -> Result<()> {
     let options = aha_trainer::plot::PlotOptions { smoothing: a.smoothing };
     let written = aha_trainer::plot::plot_run_with(&a.run, a.out.as_deref(), &options)?;
+    let mut out = std::io::stdout().lock();
     for path in written {
-        println!("{}", path.display());
+        std::io::Write::write_all(&mut out, format!("{}\n", path.display()).as_bytes())?;
     }
     Ok(())
 }

@@ -9,6 +9,8 @@ use aha_trainer::train::{RunControl, TrainConfig, TrainReport};
 use anyhow::{bail, Result};
 use clap::Args;
 
+use crate::dataset_cli::DatasetArgs;
+
 /// Training settings: a TOML file with transformers' `TrainingArguments`
 /// names, then flags on top.
 #[derive(Args, Debug)]
@@ -62,6 +64,14 @@ impl TrainFlags {
             Some(path) => TrainConfig::from_toml_file(path)?,
             None => TrainConfig::default(),
         };
+        self.apply(&mut c);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The flags over settings read elsewhere (a stage's own TOML holds
+    /// the training settings beside its own).
+    pub fn apply(&self, c: &mut TrainConfig) {
         let set = |slot: &mut String, v: &Option<String>| {
             if let Some(v) = v {
                 *slot = v.clone();
@@ -85,11 +95,23 @@ impl TrainFlags {
             c.seed => self.seed,
         );
         c.gradient_checkpointing |= self.gradient_checkpointing;
-        c.validate()?;
+    }
+
+    /// A stage's settings: its TOML (`--train-config`) or defaults, then the
+    /// training flags over its training part.
+    pub fn resolve_stage<T: Default + serde::Serialize + serde::de::DeserializeOwned>(
+        &self,
+        train: impl FnOnce(&mut T) -> &mut TrainConfig,
+    ) -> Result<T> {
+        let mut c = match &self.train_config {
+            Some(path) => aha_trainer::run::read_settings(path)?,
+            None => T::default(),
+        };
+        self.apply(train(&mut c));
         Ok(c)
     }
 
-    fn control(&self) -> RunControl {
+    pub fn control(&self) -> RunControl {
         RunControl { resume: self.resume, stop_after: None, progress: true }
     }
 }
@@ -125,9 +147,13 @@ pub struct SftArgs {
     /// Checkpoint folder to fine-tune.
     #[arg(long)]
     pub init: PathBuf,
-    /// JSONL of {"prompt", "response"} or {"messages": [...]}, or a built-in task (arith).
+    /// A dataset (JSONL, JSON or Parquet, a file or a folder of shards) of
+    /// {"prompt", "completion"} (or "response") or {"messages": [...]}, a
+    /// recognised layout (see docs/datasets.md), or a built-in task (arith).
     #[arg(long)]
     pub data: String,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
     /// Examples a task writes.
     #[arg(long, default_value_t = 5_000)]
     pub examples: usize,
@@ -145,9 +171,12 @@ pub struct GenerateArgs {
     /// Checkpoint folder.
     #[arg(long)]
     pub init: PathBuf,
-    /// JSONL of {"prompt"} or {"messages"} lines, or a built-in task (arith).
+    /// A dataset of prompts ({"prompt"}, {"messages"} or a recognised
+    /// layout; JSONL, JSON or Parquet), or a built-in task (arith).
     #[arg(long)]
     pub prompts: String,
+    #[command(flatten)]
+    pub dataset: DatasetArgs,
     /// Prompts a task writes.
     #[arg(long, default_value_t = 16)]
     pub examples: usize,
@@ -182,6 +211,9 @@ pub struct GenerateArgs {
     pub device: String,
     #[arg(long)]
     pub precision: Option<String>,
+    /// Who samples: auto (the aha runtime on CPU, the trainer on a GPU), trainer or runtime.
+    #[arg(long, default_value = "auto")]
+    pub engine: String,
 }
 
 #[derive(Args, Debug)]
@@ -196,6 +228,9 @@ pub struct ExportArgs {
     /// Format of the output projection (default: the weights'; q8_0 for q4_0).
     #[arg(long)]
     pub output_dtype: Option<String>,
+    /// Store NaN, infinite or out-of-range weights instead of refusing them.
+    #[arg(long)]
+    pub allow_non_finite: bool,
 }
 
 fn print_report(what: &str, out: &std::path::Path, r: &TrainReport) {
@@ -240,13 +275,23 @@ pub fn sft(a: &SftArgs) -> Result<()> {
     let job = SftJob {
         init: a.init.clone(),
         data: Source::parse(&a.data, a.examples),
+        data_options: a.dataset.options(),
         template: a.template.clone(),
         out: a.out.clone(),
         train: a.train.resolve()?,
         control: a.train.control(),
     };
     let report = recipes::sft(&job)?;
-    print_report("sft", &a.out, &report);
+    if let Some(data) = &report.data {
+        eprintln!("data: {}", data.summary());
+    }
+    if report.truncated > 0 || report.too_long > 0 {
+        eprintln!(
+            "note: of {} examples, {} were cut at --seq-len {} and {} left out (their prompt fills it, leaving no reply to learn)",
+            report.examples, report.truncated, job.train.max_seq_length, report.too_long
+        );
+    }
+    print_report("sft", &a.out, &report.train);
     Ok(())
 }
 
@@ -265,6 +310,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
     let job = GenerateJob {
         init: a.init.clone(),
         prompts: Source::parse(&a.prompts, a.examples),
+        data_options: a.dataset.options(),
         samples_per_prompt: a.n,
         template: a.template.clone(),
         out: a.out.clone(),
@@ -272,6 +318,7 @@ pub fn generate(a: &GenerateArgs) -> Result<()> {
         device: a.device.clone(),
         precision: a.precision.clone().unwrap_or_default(),
         progress: true,
+        engine: a.engine.clone(),
     };
     let stats = recipes::generate(&job)?;
     eprintln!(
@@ -289,5 +336,5 @@ pub fn export(a: &ExportArgs) -> Result<()> {
     if !a.checkpoint.join("tokenizer.json").exists() {
         eprintln!("note: {} has no tokenizer.json; the model file will carry none", a.checkpoint.display());
     }
-    crate::commands::convert(&a.checkpoint, &a.out, &a.dtype, a.output_dtype.as_deref())
+    crate::commands::convert(&a.checkpoint, &a.out, &a.dtype, a.output_dtype.as_deref(), a.allow_non_finite)
 }

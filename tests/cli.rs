@@ -199,3 +199,87 @@ fn inspect_estimates_a_boards_flash_and_ram() {
     let e = err(&aha(&["inspect", q, "--target", "nosuch"]));
     assert!(e.contains("unknown target `nosuch`") && e.contains("stm32f407"), "{e}");
 }
+
+#[test]
+fn eval_sample_sft_distill_and_reward_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let init = fixture();
+    let init = init.to_str().unwrap();
+    let sampling = ["--max-new-tokens", "6", "--template", "raw"];
+
+    // eval: the table, JSON, the files; a checkpoint and its model file alike.
+    let table = ok(&aha(&[&["eval", init, "--task", "arith", "--prompts", "3", "-n", "2"][..], &sampling[..]].concat()));
+    assert!(table.contains("pass@1") && table.contains("maj@2") && table.contains("3 prompts x 2 samples"), "{table}");
+    let q8 = t("m.aha");
+    ok(&aha(&["export", init, "-o", &q8, "--dtype", "q8_0"]));
+    let out = t("eval");
+    let json = ok(&aha(&[&["eval", &q8, "--task", "arith", "--prompts", "3", "-n", "2", "--json", "--out", &out][..], &sampling[..]].concat()));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["reports"][0]["prompts"], 3);
+    assert!(v["reports"][0]["pass_at_1"].is_number());
+    assert_eq!(std::fs::read_to_string(Path::new(&out).join("samples.jsonl")).unwrap().lines().count(), 6);
+    // Think budgets: a row each, and the accuracy-against-thinking plot.
+    let budgets = t("budgets");
+    let table = ok(&aha(&[&["eval", init, "--task", "arith", "--prompts", "2", "-n", "1", "--think-budget", "1,3", "--plot", "--out", &budgets][..], &sampling[..]].concat()));
+    let rows: Vec<&str> = table.lines().skip(2).map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(rows, vec!["1", "3"], "{table}");
+    assert!(Path::new(&budgets).join("think-budget.png").exists() && Path::new(&budgets).join("think-budget.svg").exists());
+    let e = err(&aha(&[&["eval", init, "--task", "arith", "-n", "2", "--k", "4"][..], &sampling[..]].concat()));
+    assert!(e.contains("k = 4"), "{e}");
+
+    // sample -> sft: the kept samples train as they are written.
+    let sft_data = t("kept.jsonl");
+    ok(&aha(&[&["sample", "--init", init, "--prompts", "arith", "--examples", "3", "-n", "2", "--filter", "dedupe", "--out", &sft_data][..], &sampling[..]].concat()));
+    let first: serde_json::Value = serde_json::from_str(std::fs::read_to_string(&sft_data).unwrap().lines().next().unwrap()).unwrap();
+    assert!(first["prompt"].as_str().unwrap().starts_with("Compute") && first.get("response").is_some(), "{first}");
+    ok(&aha(&["sft", "--init", init, "--data", &sft_data, "--template", "raw", "--out", &t("sft"), "--max-steps", "1", "--batch-size", "2"]));
+    let e = err(&aha(&["sample", "--init", init, "--prompts", "arith", "--filter", "verfied", "--out", &t("x.jsonl")]));
+    assert!(e.contains("verfied"), "{e}");
+
+    // distill (kd) and a reward model, a couple of steps each.
+    let student = t("student");
+    ok(&aha(&[
+        "distill", "--teacher", init, "--student", init, "--prompts", "arith", "--mode", "kd", "--out", &student, "--max-steps", "2",
+        "--batch-size", "2", "--max-new-tokens", "6", "--train-prompts", "8", "--eval-prompts", "2", "--eval-steps", "2", "--template", "raw",
+    ]));
+    for file in ["model.safetensors", "metrics.jsonl", "eval.jsonl", "config.toml"] {
+        assert!(Path::new(&student).join(file).exists(), "{file}");
+    }
+    let eval = std::fs::read_to_string(Path::new(&student).join("eval.jsonl")).unwrap();
+    assert!(eval.contains("kl_forward") && eval.contains("pass_at_1"), "{eval}");
+    let small = t("small.toml");
+    std::fs::write(&small, "model_type = \"qwen2\"\nvocab_size = 256\nhidden_size = 32\nintermediate_size = 64\nnum_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1\n").unwrap();
+    let e = err(&aha(&["distill", "--teacher", init, "--student", &small, "--prompts", "arith", "--out", &t("s2"), "--max-steps", "1"]));
+    assert!(e.contains("256") && e.contains("512"), "{e}");
+    let rm = t("rm");
+    ok(&aha(&[
+        "reward-model", "--init", init, "--pairs", "arith", "--out", &rm, "--max-steps", "2", "--batch-size", "2", "--train-pairs", "8",
+        "--eval-pairs", "4", "--eval-steps", "2",
+    ]));
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(Path::new(&rm).join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Qwen2ForSequenceClassification");
+    // The trained reward model plugs into GRPO as a reward.
+    ok(&aha(&[
+        "grpo", "--init", init, "--task", "arith", "--out", &t("rl"), "--max-steps", "1", "--prompts-per-step", "2", "-G", "2",
+        "--max-completion-length", "4", "--eval-steps", "0", "--template", "raw", "--reward", &format!("rm:{rm}"),
+    ]));
+    // R1's "RL for all scenarios": rule rewards on reasoning rows, the reward model on general rows.
+    let mixed = t("mixed.jsonl");
+    std::fs::write(
+        &mixed,
+        "{\"prompt\": \"Compute 2 + 2\", \"answer\": \"4\"}\n{\"prompt\": \"Say hello\", \"kind\": \"general\"}\n\
+         {\"prompt\": \"Compute 3 + 1\", \"answer\": \"4\"}\n{\"prompt\": \"Name a colour\", \"kind\": \"general\"}\n",
+    )
+    .unwrap();
+    let all = [
+        "grpo", "--init", init, "--task", &mixed, "--max-steps", "1", "--prompts-per-step", "4", "-G", "2", "--max-completion-length", "4",
+        "--eval-steps", "0", "--template", "raw", "--reward", "accuracy",
+    ];
+    let e = err(&aha(&[&all[..], &["--out", &t("rl-all-bad")][..]].concat()));
+    assert!(e.contains("general_rewards"), "{e}");
+    let general = format!("rm-answer:{rm}");
+    ok(&aha(&[&all[..], &["--out", &t("rl-all"), "--general-reward", &general][..]].concat()));
+    let line = std::fs::read_to_string(Path::new(&t("rl-all")).join("metrics.jsonl")).unwrap();
+    assert!(line.contains("rewards/reward_model_answer") && line.contains("rewards/accuracy"), "{line}");
+}

@@ -16,6 +16,7 @@
 
 use crate::table::entry;
 use crate::table::rows_of;
+use crate::matmul::{aarch64 as mm, Batch, MatOut};
 use crate::{BlockQ4_0, BlockQ8_0, Kernels, QK};
 use core::arch::aarch64::*;
 use half::{bf16, f16};
@@ -71,6 +72,16 @@ entry!(n_swiglu(gate: &mut [f32], up: &[f32]) = kn::swiglu);
 entry!(n_add_bias(y: &mut [f32], b: &[u8]) = kn::add_bias);
 entry!(n_rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) = kn::rope);
 
+entry!(n_matmul_f32(w: &[u8], x: &Batch, out: &mut MatOut) = mm::neon::matmul_f32);
+entry!(n_matmul_f16(w: &[u8], x: &Batch, out: &mut MatOut) = mm::neon::matmul_f16);
+entry!(n_matmul_bf16(w: &[u8], x: &Batch, out: &mut MatOut) = mm::neon::matmul_bf16);
+entry!(n_matmul_q8_0_f32(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::neon::matmul_q8_0_f32);
+entry!(n_matmul_q4_0_f32(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::neon::matmul_q4_0_f32);
+entry!(n_matmul_q8_0(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::neon::matmul_q8_0);
+entry!(n_matmul_q4_0(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::neon::matmul_q4_0);
+entry!(d_matmul_q8_0(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::dotprod::matmul_q8_0);
+entry!(d_matmul_q4_0(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::dotprod::matmul_q4_0);
+
 entry!(d_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 = kd::dot_q8_0_q8_0);
 entry!(d_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 = kd::dot_q4_0_q8_0);
 entry!(d_matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) = kd::matvec_q8_0);
@@ -91,6 +102,13 @@ static NEON: Kernels = Kernels {
     matvec_bf16: rows_of!(n_dot_bf16, u8, f32, |n: usize| n * 2),
     matvec_q8_0: n_matvec_q8_0,
     matvec_q4_0: n_matvec_q4_0,
+    matmul_f32: n_matmul_f32,
+    matmul_f16: n_matmul_f16,
+    matmul_bf16: n_matmul_bf16,
+    matmul_q8_0_f32: n_matmul_q8_0_f32,
+    matmul_q4_0_f32: n_matmul_q4_0_f32,
+    matmul_q8_0: n_matmul_q8_0,
+    matmul_q4_0: n_matmul_q4_0,
     dot_f32_f32: n_dot_f32_f32,
     axpy_f32: n_axpy_f32,
     axpy_f16: n_axpy_f16,
@@ -107,6 +125,8 @@ static DOTPROD: Kernels = Kernels {
     dot_q4_0_q8_0: d_dot_q4_0_q8_0,
     matvec_q8_0: d_matvec_q8_0,
     matvec_q4_0: d_matvec_q4_0,
+    matmul_q8_0: d_matmul_q8_0,
+    matmul_q4_0: d_matmul_q4_0,
     ..NEON
 };
 
@@ -126,7 +146,7 @@ fn read_f32(b: &[u8]) -> f32 {
 }
 
 /// NEON kernels.
-mod kn {
+pub(crate) mod kn {
     use super::*;
 
     // --- loads and stores ------------------------------------------------
@@ -190,7 +210,7 @@ mod kn {
     /// exponent back.
     #[inline]
     #[target_feature(enable = "neon")]
-    pub(super) fn h2f(h: uint16x4_t) -> float32x4_t {
+    pub(crate) fn h2f(h: uint16x4_t) -> float32x4_t {
         let w = vmovl_u16(h);
         let sign = vshlq_n_u32::<16>(vandq_u32(w, vdupq_n_u32(0x8000)));
         let em = vandq_u32(w, vdupq_n_u32(0x7FFF));
@@ -208,7 +228,7 @@ mod kn {
     /// Eight F16 from bytes `b[i..i + 16]`.
     #[inline]
     #[target_feature(enable = "neon")]
-    pub(super) fn ldh(b: &[u8], i: usize) -> (float32x4_t, float32x4_t) {
+    pub(crate) fn ldh(b: &[u8], i: usize) -> (float32x4_t, float32x4_t) {
         let v = vreinterpretq_u16_u8(ld(b, i));
         (h2f(vget_low_u16(v)), h2f(vget_high_u16(v)))
     }
@@ -216,7 +236,7 @@ mod kn {
     /// Eight BF16 from bytes `b[i..i + 16]`.
     #[inline]
     #[target_feature(enable = "neon")]
-    pub(super) fn ldbf(b: &[u8], i: usize) -> (float32x4_t, float32x4_t) {
+    pub(crate) fn ldbf(b: &[u8], i: usize) -> (float32x4_t, float32x4_t) {
         let v = vreinterpretq_u16_u8(ld(b, i));
         (
             vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(v))),
@@ -227,7 +247,7 @@ mod kn {
     /// One f16 scale (little-endian bytes) to f32.
     #[inline]
     #[target_feature(enable = "neon")]
-    pub(super) fn f16s(d: [u8; 2]) -> f32 {
+    pub(crate) fn f16s(d: [u8; 2]) -> f32 {
         vgetq_lane_f32::<0>(h2f(vdup_n_u16(u16::from_le_bytes(d))))
     }
 

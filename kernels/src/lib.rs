@@ -17,6 +17,7 @@ extern crate std;
 pub mod dtype;
 pub mod f16;
 pub mod f32;
+pub mod matmul;
 pub mod matvec;
 pub mod ops;
 pub mod q4_0;
@@ -37,7 +38,8 @@ pub mod wasm;
 pub mod arm;
 
 pub use dtype::DType;
-pub use matvec::{matmul, matvec, Activation, Batch, Matrix};
+pub use matmul::{matmul, Batch, BatchScratch, MatOut, PanelQ8};
+pub use matvec::{matvec, Activation, Matrix};
 pub use q4_0::BlockQ4_0;
 pub use q8_0::BlockQ8_0;
 pub use table::{backends, best, scalar, Kernels};

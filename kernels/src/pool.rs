@@ -5,15 +5,15 @@
 //! workers spin briefly on an epoch counter, then yield, then sleep on a
 //! condition variable, and the caller works on the first share itself.
 
-use crate::{matmul, matvec::matvec, Activation, Batch, Kernels, Matrix};
+use crate::{matmul, matvec::matvec, Activation, Batch, Kernels, MatOut, Matrix};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 type Job = *const (dyn Fn(usize) + Sync);
-/// Work on rows [start, end) of a matrix, writing through its output pointer.
-type RowsFn<'f> = dyn Fn(&Matrix, usize, usize, *mut f32) + Sync + 'f;
+/// Work on rows [start, end) of matrix j.
+type RowsFn<'f> = dyn Fn(usize, usize, usize) + Sync + 'f;
 /// Work on item `i` given its rows of two buffers.
 pub type PairFn<'f> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'f;
 
@@ -126,56 +126,65 @@ impl ThreadPool {
         for (w, out) in jobs.iter() {
             assert_eq!(out.len(), w.rows, "output length must equal the matrix's rows");
         }
+        assert!(jobs.len() <= 4, "at most 4 matrices per hand-off");
         // Shares of 16 rows keep the SIMD kernels' row blocks whole.
-        self.split_rows(jobs, 16, &|w, start, end, out| {
+        let mut outs: [SendPtr; 4] = core::array::from_fn(|_| SendPtr(core::ptr::null_mut()));
+        for (o, (_, out)) in outs.iter_mut().zip(jobs.iter_mut()) {
+            o.0 = out.as_mut_ptr();
+        }
+        let ws: [Option<&Matrix>; 4] = core::array::from_fn(|j| jobs.get(j).map(|(w, _)| *w));
+        self.split_rows(&ws, 16, &|j, start, end| {
+            let Some(w) = ws[j] else { return };
             // SAFETY: `split_rows` hands each thread disjoint rows [start, end)
             // of an output of `w.rows` elements that outlives the call.
-            let part = unsafe { core::slice::from_raw_parts_mut(out.add(start), end - start) };
+            let part = unsafe { core::slice::from_raw_parts_mut(outs[j].0.add(start), end - start) };
             matvec(k, &w.rows(start..end), act, part);
         });
     }
 
-    /// Batched matvecs of one batch of inputs, rows split across threads:
+    /// Batched products of one batch of inputs, rows split across threads:
     /// job j's output is `n × rows` (input-major), `out[b·rows + r]`.
     pub fn matmuls(&self, k: &Kernels, batch: &Batch, jobs: &mut [(&Matrix, &mut [f32])]) {
-        for (w, out) in jobs.iter() {
-            assert!(out.len() >= w.rows * batch.n, "output must hold n × rows");
+        let n = batch.n;
+        if self.threads() == 1 {
+            for (w, out) in jobs.iter_mut() {
+                matmul(k, w, batch, &mut MatOut::new(out, n, w.rows, w.rows));
+            }
+            return;
         }
-        self.split_rows(jobs, 1, &|w, start, end, out| {
-            let rows = w.rows;
-            matmul(k, &w.rows(start..end), batch, |b, r, y| {
-                // SAFETY: this thread owns rows [start, end) of every input's
-                // section of the output (disjoint across threads); b·rows +
-                // start + r < n·rows, inside the output (asserted above).
-                unsafe { *out.add(b * rows + start + r) = y };
-            });
+        assert!(jobs.len() <= 4, "at most 4 matrices per hand-off");
+        let ws: [Option<&Matrix>; 4] = core::array::from_fn(|j| jobs.get(j).map(|(w, _)| *w));
+        let mut views: [Option<MatOut>; 4] = [None, None, None, None];
+        for (v, (w, out)) in views.iter_mut().zip(jobs.iter_mut()) {
+            *v = Some(MatOut::new(out, n, w.rows, w.rows));
+        }
+        // Shares of 48 rows: whole tiles of 2 (integer) and 6 (float) rows.
+        self.split_rows(&ws, 48, &|j, start, end| {
+            let (Some(w), Some(view)) = (ws[j], views[j].as_ref()) else { return };
+            // SAFETY: `split_rows` gives the threads disjoint row ranges, and
+            // `views` is not used otherwise until they have all finished.
+            let mut part = unsafe { view.rows_shared(start..end) };
+            matmul(k, &w.rows(start..end), batch, &mut part);
         });
     }
 
     /// Treats the rows of up to 4 matrices as one range, splits it into one
     /// share per thread (a multiple of `align` rows), and runs
-    /// `f(matrix, start, end, output pointer)` for each thread's rows of each
-    /// matrix it touches. Distinct threads get disjoint row ranges.
-    fn split_rows(&self, jobs: &mut [(&Matrix, &mut [f32])], align: usize, f: &RowsFn) {
-        let total: usize = jobs.iter().map(|(w, _)| w.rows).sum();
+    /// `f(matrix index, start, end)` for each thread's rows of each matrix it
+    /// touches. Distinct threads get disjoint row ranges.
+    fn split_rows(&self, ws: &[Option<&Matrix>; 4], align: usize, f: &RowsFn) {
+        let total: usize = ws.iter().flatten().map(|w| w.rows).sum();
         let share = total.div_ceil(self.threads()).next_multiple_of(align);
-        // (matrix, its first row in the combined range, its output).
-        let mut parts: [(Option<&Matrix>, usize, SendPtr); 4] =
-            core::array::from_fn(|_| (None, 0, SendPtr(core::ptr::null_mut())));
-        assert!(jobs.len() <= parts.len(), "at most 4 matrices per hand-off");
-        let mut first = 0;
-        for (slot, (w, out)) in parts.iter_mut().zip(jobs.iter_mut()) {
-            *slot = (Some(*w), first, SendPtr(out.as_mut_ptr()));
-            first += w.rows;
-        }
         self.run(&|t| {
             let (lo, hi) = ((t * share).min(total), ((t + 1) * share).min(total));
-            for (w, first, out) in &parts {
+            let mut first = 0;
+            for (j, w) in ws.iter().enumerate() {
                 let Some(w) = w else { continue };
-                let (start, end) = (lo.max(*first) - first, hi.min(first + w.rows).saturating_sub(*first));
+                let (start, end) = (lo.max(first) - first, hi.min(first + w.rows).saturating_sub(first));
                 if start < end {
-                    f(w, start, end, out.0);
+                    f(j, start, end);
                 }
+                first += w.rows;
             }
         });
     }
@@ -342,7 +351,9 @@ mod tests {
             assert_eq!([oa, ob, oc].concat(), want);
             // Batched: two inputs, two matrices.
             let x2: Vec<f32> = x.iter().chain(x.iter()).map(|v| v * 0.5).collect();
-            let batch = crate::Batch { x: &x2, q8: None, n: 2 };
+            let mut pf = vec![0.0; crate::Batch::panel_f32_len(2, cols)];
+            let scratch = crate::BatchScratch { q8: &mut [], panel_q8: &mut [], panel_f32: &mut pf };
+            let batch = crate::Batch::prepare(crate::scalar(), &x2, 2, false, true, scratch);
             let (mut o1, mut o2) = (vec![0.0; 2 * 100], vec![0.0; 2 * 201]);
             let (m1, m2) = (m.rows(0..100), m.rows(100..301));
             pool.matmuls(crate::scalar(), &batch, &mut [(&m1, &mut o1), (&m2, &mut o2)]);

@@ -3,6 +3,7 @@
 //! (`is_x86_feature_detected!`, `is_aarch64_feature_detected!`), by
 //! `target_feature` at compile time without it.
 
+use crate::matmul::{self, Batch, MatOut};
 use crate::{f16, f32, ops, q4_0, q8_0, rope, BlockQ4_0, BlockQ8_0};
 
 /// Every kernel the forward pass calls, for one backend. Weight arguments are
@@ -27,6 +28,16 @@ pub struct Kernels {
     pub matvec_bf16: fn(&[u8], &[f32], &mut [f32]),
     pub matvec_q8_0: fn(&[BlockQ8_0], &[BlockQ8_0], &mut [f32]),
     pub matvec_q4_0: fn(&[BlockQ4_0], &[BlockQ8_0], &mut [f32]),
+
+    /// Batched products (see [`crate::matmul`]): `out.rows()` rows of `w`
+    /// against every input of the batch, from its panels.
+    pub matmul_f32: fn(&[u8], &Batch, &mut MatOut),
+    pub matmul_f16: fn(&[u8], &Batch, &mut MatOut),
+    pub matmul_bf16: fn(&[u8], &Batch, &mut MatOut),
+    pub matmul_q8_0_f32: fn(&[BlockQ8_0], &Batch, &mut MatOut),
+    pub matmul_q4_0_f32: fn(&[BlockQ4_0], &Batch, &mut MatOut),
+    pub matmul_q8_0: fn(&[BlockQ8_0], &Batch, &mut MatOut),
+    pub matmul_q4_0: fn(&[BlockQ4_0], &Batch, &mut MatOut),
 
     /// Attention: q·k against an f32 cache, and v accumulation (f32 or f16 cache).
     pub dot_f32_f32: fn(&[f32], &[f32]) -> f32,
@@ -89,6 +100,13 @@ pub(crate) static SCALAR: Kernels = Kernels {
     matvec_bf16: rows_of!(f16::scalar::dot_bf16, u8, f32, |n: usize| n * 2),
     matvec_q8_0: rows_of!(q8_0::scalar::dot_q8_0, BlockQ8_0, BlockQ8_0, |n: usize| n),
     matvec_q4_0: rows_of!(q4_0::scalar::dot_q8_0, BlockQ4_0, BlockQ8_0, |n: usize| n),
+    matmul_f32: matmul::scalar::matmul_f32,
+    matmul_f16: matmul::scalar::matmul_f16,
+    matmul_bf16: matmul::scalar::matmul_bf16,
+    matmul_q8_0_f32: matmul::scalar::matmul_q8_0_f32,
+    matmul_q4_0_f32: matmul::scalar::matmul_q4_0_f32,
+    matmul_q8_0: matmul::scalar::matmul_q8_0,
+    matmul_q4_0: matmul::scalar::matmul_q4_0,
     dot_f32_f32: f32::scalar::dot_f32,
     axpy_f32: f32::scalar::axpy,
     axpy_f16: f16::scalar::axpy_f16,

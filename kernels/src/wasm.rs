@@ -21,7 +21,8 @@ pub fn simd128() -> Option<&'static Kernels> {
 }
 
 #[cfg(target_feature = "simd128")]
-mod imp {
+pub(crate) mod imp {
+    use crate::matmul::wasm as mm;
     use crate::table::rows_of;
     use crate::{BlockQ4_0, BlockQ8_0, Kernels, QK};
     use core::arch::wasm32::*;
@@ -42,6 +43,13 @@ mod imp {
         matvec_bf16: rows_of!(dot_bf16, u8, f32, |n: usize| n * 2),
         matvec_q8_0,
         matvec_q4_0,
+        matmul_f32: mm::matmul_f32,
+        matmul_f16: mm::matmul_f16,
+        matmul_bf16: mm::matmul_bf16,
+        matmul_q8_0_f32: mm::matmul_q8_0_f32,
+        matmul_q4_0_f32: mm::matmul_q4_0_f32,
+        matmul_q8_0: mm::matmul_q8_0,
+        matmul_q4_0: mm::matmul_q4_0,
         dot_f32_f32,
         axpy_f32,
         axpy_f16,
@@ -126,7 +134,7 @@ mod imp {
     }
 
     #[inline]
-    fn ldh(b: &[u8], i: usize) -> (v128, v128) {
+    pub(crate) fn ldh(b: &[u8], i: usize) -> (v128, v128) {
         let v = ld(b, i);
         (
             h2f(u32x4_extend_low_u16x8(v)),
@@ -135,7 +143,7 @@ mod imp {
     }
 
     #[inline]
-    fn ldbf(b: &[u8], i: usize) -> (v128, v128) {
+    pub(crate) fn ldbf(b: &[u8], i: usize) -> (v128, v128) {
         let v = ld(b, i);
         (
             i32x4_shl(u32x4_extend_low_u16x8(v), 16),
@@ -144,7 +152,7 @@ mod imp {
     }
 
     #[inline]
-    fn f16s(d: [u8; 2]) -> f32 {
+    pub(crate) fn f16s(d: [u8; 2]) -> f32 {
         f16::from_le_bytes(d).to_f32()
     }
 

@@ -17,6 +17,7 @@
 
 use crate::table::entry;
 use crate::table::rows_of;
+use crate::matmul::{x86 as mm, Batch, MatOut};
 use crate::{q8_0, BlockQ4_0, BlockQ8_0, Kernels, QK};
 use core::arch::x86_64::*;
 use half::{bf16, f16};
@@ -88,10 +89,20 @@ entry!(a2_swiglu(gate: &mut [f32], up: &[f32]) = k2::swiglu);
 entry!(a2_add_bias(y: &mut [f32], b: &[u8]) = k2::add_bias);
 entry!(a2_rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) = k2::rope);
 
+entry!(a2_matmul_f32(w: &[u8], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_f32);
+entry!(a2_matmul_f16(w: &[u8], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_f16);
+entry!(a2_matmul_bf16(w: &[u8], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_bf16);
+entry!(a2_matmul_q8_0_f32(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_q8_0_f32);
+entry!(a2_matmul_q4_0_f32(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_q4_0_f32);
+entry!(a2_matmul_q8_0(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_q8_0);
+entry!(a2_matmul_q4_0(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::avx2::matmul_q4_0);
+
 entry!(a5_dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 = k5::dot_q8_0_q8_0);
 entry!(a5_dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 = k5::dot_q4_0_q8_0);
 entry!(a5_matvec_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0], out: &mut [f32]) = k5::matvec_q8_0);
 entry!(a5_matvec_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) = k5::matvec_q4_0);
+entry!(a5_matmul_q8_0(w: &[BlockQ8_0], x: &Batch, out: &mut MatOut) = mm::vnni::matmul_q8_0);
+entry!(a5_matmul_q4_0(w: &[BlockQ4_0], x: &Batch, out: &mut MatOut) = mm::vnni::matmul_q4_0);
 
 static AVX2: Kernels = Kernels {
     name: "avx2",
@@ -108,6 +119,13 @@ static AVX2: Kernels = Kernels {
     matvec_bf16: rows_of!(a2_dot_bf16, u8, f32, |n: usize| n * 2),
     matvec_q8_0: a2_matvec_q8_0,
     matvec_q4_0: a2_matvec_q4_0,
+    matmul_f32: a2_matmul_f32,
+    matmul_f16: a2_matmul_f16,
+    matmul_bf16: a2_matmul_bf16,
+    matmul_q8_0_f32: a2_matmul_q8_0_f32,
+    matmul_q4_0_f32: a2_matmul_q4_0_f32,
+    matmul_q8_0: a2_matmul_q8_0,
+    matmul_q4_0: a2_matmul_q4_0,
     dot_f32_f32: a2_dot_f32_f32,
     axpy_f32: a2_axpy_f32,
     axpy_f16: a2_axpy_f16,
@@ -124,6 +142,8 @@ static AVX512: Kernels = Kernels {
     dot_q4_0_q8_0: a5_dot_q4_0_q8_0,
     matvec_q8_0: a5_matvec_q8_0,
     matvec_q4_0: a5_matvec_q4_0,
+    matmul_q8_0: a5_matmul_q8_0,
+    matmul_q4_0: a5_matmul_q4_0,
     ..AVX2
 };
 
@@ -152,7 +172,7 @@ fn read_f32(b: &[u8]) -> f32 {
 }
 
 /// AVX2 + FMA + F16C kernels.
-mod k2 {
+pub(crate) mod k2 {
     use super::*;
 
     // --- loads and stores ------------------------------------------------
@@ -236,7 +256,7 @@ mod k2 {
     /// An f16 scale (little-endian bytes) to f32, by F16C.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn f16s(d: [u8; 2]) -> f32 {
+    pub(crate) fn f16s(d: [u8; 2]) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(
             _mm_cvtsi32_si128(u16::from_le_bytes(d) as i32),
         ))
@@ -274,14 +294,14 @@ mod k2 {
     /// Eight f16 (little-endian bytes `b[i..i + 16]`) to f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn ldh(b: &[u8], i: usize) -> __m256 {
+    pub(crate) fn ldh(b: &[u8], i: usize) -> __m256 {
         _mm256_cvtph_ps(ld128(b, i))
     }
 
     /// Eight bf16 (little-endian bytes `b[i..i + 16]`) to f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn ldbf(b: &[u8], i: usize) -> __m256 {
+    pub(crate) fn ldbf(b: &[u8], i: usize) -> __m256 {
         _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(ld128(b, i))))
     }
 

@@ -44,14 +44,18 @@ pub fn read_config(dir: &Path) -> Result<Config> {
 
 /// The config from a parsed config.json; the error names the field.
 pub fn parse_config(v: &Value) -> core::result::Result<Config, String> {
+    if !v.is_object() {
+        return Err(format!("expected a JSON object of hyperparameters, found {}", json_kind(v)));
+    }
     let uint = |key: &str| -> core::result::Result<Option<u32>, String> {
         match v.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(x) => x
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| format!("field `{key}` must be a non-negative integer, found {x}")),
+            Some(x) => match x.as_u64() {
+                Some(n) => u32::try_from(n)
+                    .map(Some)
+                    .map_err(|_| format!("field `{key}` = {n} is too large (at most {})", u32::MAX)),
+                None => Err(format!("field `{key}` must be a non-negative integer, found {x}")),
+            },
         }
     };
     let need = |key: &str| uint(key)?.ok_or_else(|| format!("missing field `{key}`"));
@@ -139,6 +143,18 @@ pub fn parse_config(v: &Value) -> core::result::Result<Config, String> {
     Ok(config)
 }
 
+/// What a JSON value is, for messages ("an array", "a string", ...).
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// One tensor inside a safetensors file.
 #[derive(Clone, Debug)]
 struct SourceTensor {
@@ -181,43 +197,83 @@ fn index_tensors(dir: &Path) -> Result<BTreeMap<String, SourceTensor>> {
     for file in files {
         let mut f = File::open(&file).map_err(io(&file))?;
         let file_len = f.metadata().map_err(io(&file))?.len();
+        let bad = |what: String| invalid(format!("{}: {what}", file.display()));
+        if file_len < 8 {
+            return Err(bad(format!(
+                "{} ({file_len} bytes): a safetensors file starts with an 8-byte header length",
+                if file_len == 0 { "the file is empty" } else { "the file is too short" }
+            )));
+        }
         let mut len = [0u8; 8];
         f.read_exact(&mut len).map_err(io(&file))?;
-        let header_len = u64::from_le_bytes(len);
-        if header_len > file_len.saturating_sub(8) || header_len > 1 << 30 {
-            return Err(invalid(format!("{}: safetensors header length {header_len} exceeds the file", file.display())));
-        }
+        let header_len = safetensors_header_len(len, file_len).map_err(bad)?;
         let mut header = vec![0u8; header_len as usize];
         f.read_exact(&mut header).map_err(io(&file))?;
-        let v: Value = serde_json::from_slice(&header)
-            .map_err(|e| invalid(format!("{}: safetensors header is not valid JSON: {e}", file.display())))?;
-        let obj = v.as_object().ok_or_else(|| invalid(format!("{}: safetensors header is not an object", file.display())))?;
-        let data_start = 8 + header_len;
-        for (name, t) in obj {
-            if name == "__metadata__" {
-                continue;
-            }
-            let bad = |what: &str| invalid(format!("{}: tensor {name}: {what}", file.display()));
-            let dtype = t.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("missing dtype"))?.to_string();
-            let shape: Vec<u64> = t
-                .get("shape")
-                .and_then(Value::as_array)
-                .ok_or_else(|| bad("missing shape"))?
-                .iter()
-                .map(|d| d.as_u64().ok_or_else(|| bad("shape must be integers")))
-                .collect::<Result<_>>()?;
-            let offsets = t.get("data_offsets").and_then(Value::as_array).ok_or_else(|| bad("missing data_offsets"))?;
-            let (Some(b), Some(e)) = (offsets.first().and_then(Value::as_u64), offsets.get(1).and_then(Value::as_u64)) else {
-                return Err(bad("data_offsets must be two integers"));
-            };
-            let (start, end) = (data_start + b, data_start + e);
-            if b > e || end > file_len {
-                return Err(bad("data lies outside the file"));
-            }
-            tensors.insert(name.clone(), SourceTensor { file: file.clone(), dtype, shape, start, end });
+        for t in parse_safetensors_header(&header, file_len).map_err(bad)? {
+            tensors.insert(t.name, SourceTensor { file: file.clone(), dtype: t.dtype, shape: t.shape, start: t.start, end: t.end });
         }
     }
     Ok(tensors)
+}
+
+/// The largest safetensors header read (the format's own limit is 100 MB).
+const MAX_SAFETENSORS_HEADER: u64 = 1 << 30;
+
+/// The header length from a safetensors file's first 8 bytes, checked
+/// against the file's length.
+pub fn safetensors_header_len(first8: [u8; 8], file_len: u64) -> core::result::Result<u64, String> {
+    let header_len = u64::from_le_bytes(first8);
+    if header_len > file_len.saturating_sub(8) || header_len > MAX_SAFETENSORS_HEADER {
+        return Err(format!("safetensors header length {header_len} exceeds the file ({file_len} bytes)"));
+    }
+    Ok(header_len)
+}
+
+/// One entry of a safetensors header, its byte range absolute in the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SafetensorsEntry {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Parses a safetensors JSON header (the bytes after the 8-byte length) of
+/// a file `file_len` bytes long: every tensor's dtype, shape and byte range,
+/// each range checked to lie inside the file. The error names the tensor.
+pub fn parse_safetensors_header(header: &[u8], file_len: u64) -> core::result::Result<Vec<SafetensorsEntry>, String> {
+    let v: Value = serde_json::from_slice(header).map_err(|e| format!("safetensors header is not valid JSON: {e}"))?;
+    let obj = v.as_object().ok_or_else(|| format!("safetensors header is {}, not an object", json_kind(&v)))?;
+    let data_start = 8 + header.len() as u64;
+    let mut out = Vec::with_capacity(obj.len());
+    for (name, t) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |what: &str| format!("tensor {name}: {what}");
+        let dtype = t.get("dtype").and_then(Value::as_str).ok_or_else(|| bad("missing dtype"))?.to_string();
+        let shape: Vec<u64> = t
+            .get("shape")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("missing shape"))?
+            .iter()
+            .map(|d| d.as_u64().ok_or_else(|| bad("shape must be integers")))
+            .collect::<core::result::Result<_, _>>()?;
+        let offsets = t.get("data_offsets").ok_or_else(|| bad("missing data_offsets"))?;
+        let pair = offsets.as_array().filter(|o| o.len() == 2).map(|o| (o[0].as_u64(), o[1].as_u64()));
+        let Some((Some(b), Some(e))) = pair else {
+            return Err(bad(&format!("data_offsets must be two integers, found {offsets}")));
+        };
+        let range = data_start.checked_add(b).zip(data_start.checked_add(e));
+        match range {
+            Some((start, end)) if b <= e && end <= file_len => {
+                out.push(SafetensorsEntry { name: name.clone(), dtype, shape, start, end })
+            }
+            _ => return Err(bad(&format!("data_offsets [{b}, {e}] lie outside the file ({file_len} bytes)"))),
+        }
+    }
+    Ok(out)
 }
 
 fn element_bytes(dtype: &str) -> Option<usize> {
@@ -249,11 +305,14 @@ pub struct ConvertOptions {
     /// Default: the weights' format, except Q4_0 -> Q8_0 (the output layer is
     /// the most sensitive to quantization; llama.cpp keeps it at 6 bits).
     pub output_dtype: Option<DType>,
+    /// Store NaN, infinite and out-of-range weights instead of refusing the
+    /// checkpoint (they make the model's outputs NaN or zero, silently).
+    pub allow_non_finite: bool,
 }
 
 impl ConvertOptions {
     pub fn new(dtype: DType) -> Self {
-        ConvertOptions { dtype, output_dtype: None }
+        ConvertOptions { dtype, output_dtype: None, allow_non_finite: false }
     }
 
     fn output(&self) -> DType {
@@ -275,6 +334,56 @@ pub struct ConvertReport {
     pub skipped: Vec<String>,
     pub tokenizer: bool,
     pub weight_bytes: u64,
+    /// Tensors with NaN, infinite or out-of-range values, stored anyway
+    /// because [`ConvertOptions::allow_non_finite`] was set.
+    pub non_finite: Vec<String>,
+}
+
+/// The largest magnitude a format stores without turning it into an
+/// infinity (f16 itself, or the f16 scale of a quantized block: a block's
+/// scale is its largest magnitude over 127 for Q8_0, over 8 for Q4_0).
+fn largest_finite(dtype: DType) -> f32 {
+    const F16_MAX: f32 = 65504.0;
+    match dtype {
+        DType::F32 | DType::BF16 => f32::MAX,
+        DType::F16 => F16_MAX,
+        DType::Q8_0 => F16_MAX * 127.0,
+        DType::Q4_0 => F16_MAX * 8.0,
+    }
+}
+
+/// Counts a tensor's values that are NaN, infinite, or beyond what its
+/// stored format holds, keeping the first one's place.
+#[derive(Default)]
+struct NonFinite {
+    count: u64,
+    first: Option<(u64, f32)>,
+}
+
+impl NonFinite {
+    fn scan(&mut self, values: &[f32], at: u64, limit: f32) {
+        for (i, &v) in values.iter().enumerate() {
+            if !(v.abs() <= limit) {
+                self.count += 1;
+                self.first.get_or_insert((at + i as u64, v));
+            }
+        }
+    }
+
+    fn describe(&self, name: &str, shape: &[u64], dtype: DType) -> Option<String> {
+        let (index, value) = self.first?;
+        let total: u64 = shape.iter().product();
+        let cols = *shape.last().unwrap_or(&1);
+        let place = if shape.len() == 2 { format!("[{}, {}]", index / cols, index % cols) } else { format!("[{index}]") };
+        let what = if value.is_nan() {
+            "NaN".to_string()
+        } else if value.is_infinite() {
+            format!("{value}")
+        } else {
+            format!("{value:e}, beyond what {dtype} holds (±{:e})", largest_finite(dtype))
+        };
+        Some(format!("tensor {name}: {} of {total} values are NaN, infinite or out of range (the first, at {place}, is {what})", self.count))
+    }
 }
 
 /// Converts the checkpoint in `dir` into the model file `out`.
@@ -335,6 +444,9 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertR
     }
 
     let tokenizer = read_tokenizer(dir)?;
+    if let Some(blob) = &tokenizer {
+        check_tokenizer_fits(blob, &config, dir)?;
+    }
     report.tokenizer = tokenizer.is_some();
     let source_name = dir.display().to_string();
     let converter = format!("aha {}", env!("CARGO_PKG_VERSION"));
@@ -362,19 +474,50 @@ pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<ConvertR
         let rows_per_chunk = ((1 << 20) / (cols * eb).max(1)).max(1);
         let rows = (elements as usize) / cols.max(1);
         let mut done = 0;
+        let mut non_finite = NonFinite::default();
+        let limit = largest_finite(spec.dtype);
         while done < rows {
             let n = rows_per_chunk.min(rows - done);
             raw.resize(n * cols * eb, 0);
             reader.read_exact(&mut raw).map_err(io(path))?;
             to_f32(&t.dtype, &raw, &mut values);
-            writer.write_rows(&spec.name, &values)?;
+            non_finite.scan(&values, (done * cols) as u64, limit);
+            // A refused tensor is read to its end (to count what is wrong)
+            // but not written: the output file is never finished.
+            if non_finite.count == 0 || opts.allow_non_finite {
+                writer.write_rows(&spec.name, &values)?;
+            }
             done += n;
+        }
+        if let Some(what) = non_finite.describe(&spec.name, &t.shape, spec.dtype) {
+            if !opts.allow_non_finite {
+                return Err(invalid(format!("{}: {what}; nothing was written (allow them with --allow-non-finite)", t.file.display())));
+            }
+            report.non_finite.push(what);
         }
         report.tensors += 1;
         report.weight_bytes += spec.dtype.row_bytes(cols).unwrap_or(0) as u64 * rows as u64;
     }
     writer.finish()?;
     Ok(report)
+}
+
+/// Refuses a tokenizer with ids the model has no embedding row for (they
+/// would fail only later, when a prompt uses them).
+fn check_tokenizer_fits(blob: &[u8], config: &Config, dir: &Path) -> Result<()> {
+    let path = dir.join("tokenizer.json");
+    let tokenizer = crate::tokenizer::Tokenizer::parse(blob).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+    let vocab = config.vocab_size;
+    if tokenizer.vocab_size() > vocab {
+        let last = tokenizer.vocab_size() - 1;
+        let text = tokenizer.token_bytes(last).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+        return Err(invalid(format!(
+            "{}: token id {last} (`{text}`) is outside the model's vocabulary of {vocab} (vocab_size in config.json); the tokenizer has {} ids",
+            path.display(),
+            last + 1
+        )));
+    }
+    Ok(())
 }
 
 /// The tokenizer blob from `tokenizer.json` (with `tokenizer_config.json` and

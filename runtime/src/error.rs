@@ -46,9 +46,21 @@ pub enum Error {
     BufferTooSmall { needed: usize, available: usize },
     /// The session's context is full.
     ContextFull { context: usize },
+    /// A requested context length is 0 or beyond the model's positions.
+    ContextOutOfRange { context: usize, max_position: u32 },
+    /// A prompt batch of 0 tokens, or more than the context holds.
+    BatchOutOfRange { batch: usize, context: usize },
+    /// The allocator could not give a session's buffer.
+    OutOfMemory { bytes: u64, context: usize },
+    /// A hyperparameter is beyond what the runtime supports.
+    ConfigLimit { field: &'static str, value: u64, limit: u64 },
+    /// A batch session has no sequence of this index.
+    NoSequence { index: usize, sequences: usize },
     TokenOutOfRange { token: u32, vocab: u32 },
     /// The model file carries no tokenizer.
     NoTokenizer,
+    /// The tokenizer has more ids than the model has embedding rows.
+    TokenizerVocab { tokenizer: u32, model: u32 },
     Tokenizer(crate::tokenizer::TokenizerError),
     /// The sampler's settings are out of range.
     BadSampler { what: &'static str },
@@ -95,8 +107,30 @@ impl fmt::Display for Error {
                 write!(f, "workspace buffer too small: {needed} bytes needed, {available} given")
             }
             ContextFull { context } => write!(f, "context full ({context} tokens)"),
+            ContextOutOfRange { context, max_position } => write!(
+                f,
+                "a context of {context} tokens is out of range: it must be between 1 and the model's {max_position} positions (max_position_embeddings)"
+            ),
+            BatchOutOfRange { batch, context } => {
+                write!(f, "a prompt batch of {batch} tokens is out of range: it must be between 1 and the context ({context})")
+            }
+            OutOfMemory { bytes, context } => write!(
+                f,
+                "cannot allocate {bytes} bytes ({:.2} GB) for the KV cache and scratch of a {context}-token context; ask for a shorter context",
+                *bytes as f64 / 1e9
+            ),
+            ConfigLimit { field, value, limit } => {
+                write!(f, "invalid model hyperparameters: {field} = {value} is larger than the supported {limit}")
+            }
+            NoSequence { index, sequences } => {
+                write!(f, "sequence {index} does not exist (the batch session holds {sequences})")
+            }
             TokenOutOfRange { token, vocab } => write!(f, "token id {token} is out of range (vocabulary {vocab})"),
             NoTokenizer => write!(f, "the model file has no tokenizer"),
+            TokenizerVocab { tokenizer, model } => write!(
+                f,
+                "the tokenizer has {tokenizer} ids but the model's vocabulary has {model}: ids from {model} on have no embedding"
+            ),
             Tokenizer(e) => write!(f, "tokenizer: {e}"),
             BadSampler { what } => write!(f, "invalid sampler setting: {what}"),
             Usage { what } => write!(f, "{what}"),
@@ -111,10 +145,9 @@ impl fmt::Display for Error {
 #[cfg(feature = "std")]
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
+        // `Io`'s message already ends with the OS error's text; returning it
+        // as the source too would print it twice in a cause chain.
+        None
     }
 }
 

@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn fits_where_each_part_fits() {
-        let plan = MemoryPlan { context: 64, kv_type: KvType::F16, batch: 1, kv_bytes: 100 * 1024, scratch_bytes: 20 * 1024 };
+        let plan = MemoryPlan { context: 64, kv_type: KvType::F16, batch: 1, sequences: 1, kv_bytes: 100 * 1024, scratch_bytes: 20 * 1024 };
         let f = Footprint::new(700 * 1024, &plan);
         assert_eq!(f.flash(), 700 * 1024 + PROGRAM_FLASH);
         assert_eq!(f.ram(), plan.total() as u64 + prompt_buffers(PROMPT_BYTES) + STACK);

@@ -54,6 +54,10 @@ pub enum RopeScaling {
     Llama3 { factor: f32, low_freq_factor: f32, high_freq_factor: f32, original_max_position: u32 },
 }
 
+/// The largest vocabulary, width or head size the runtime accepts (2^20):
+/// every size derived from them stays far from overflow, even on 32 bits.
+pub const MAX_DIM: u32 = 1 << 20;
+
 /// Hyperparameters: everything the forward pass needs to know about shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Config {
@@ -86,25 +90,42 @@ impl Config {
         if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim must be even and non-zero");
         }
-        // Negated so NaN fails too.
-        #[allow(clippy::neg_cmp_op_on_partial_ord)]
-        if !(self.rope_theta > 0.0) || !(self.rms_norm_eps >= 0.0) {
-            return bad("rope_theta must be positive and rms_norm_eps non-negative");
+        if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) || !(self.rms_norm_eps >= 0.0 && self.rms_norm_eps.is_finite()) {
+            return bad("rope_theta must be positive and rms_norm_eps non-negative (both finite)");
         }
-        if self.num_layers as usize > crate::model::MAX_LAYERS {
-            return bad("too many layers (at most 1024)");
+        if let RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position } = self.rope_scaling {
+            // As transformers' `_validate_llama3_parameters`: the smoothing
+            // divides by `high_freq_factor - low_freq_factor`.
+            let ok = factor.is_finite()
+                && factor >= 1.0
+                && low_freq_factor > 0.0
+                && high_freq_factor.is_finite()
+                && high_freq_factor > low_freq_factor
+                && original_max_position > 0;
+            if !ok {
+                return bad("llama3 rope scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings > 0");
+            }
         }
         // Keep every derived size far from usize overflow, even on 32-bit targets.
-        let dims = [self.vocab_size, self.hidden_size, self.intermediate_size, self.head_dim];
-        if dims.iter().any(|&d| d > 1 << 20) || self.num_heads > 1024 {
-            return bad("a dimension is implausibly large");
+        let limits = [
+            ("num_hidden_layers", self.num_layers, crate::model::MAX_LAYERS as u32),
+            ("vocab_size", self.vocab_size, MAX_DIM),
+            ("hidden_size", self.hidden_size, MAX_DIM),
+            ("intermediate_size", self.intermediate_size, MAX_DIM),
+            ("head_dim", self.head_dim, MAX_DIM),
+            ("num_attention_heads", self.num_heads, 1024),
+        ];
+        for (field, value, limit) in limits {
+            if value > limit {
+                return Err(Error::ConfigLimit { field, value: value.into(), limit: limit.into() });
+            }
         }
         Ok(())
     }
 
     /// A ~122M-parameter Qwen2 (768 wide, 12 layers, 12 heads / 2 KV heads,
     /// head dim 64, intermediate 2048, vocab 32000, untied): the shape the
-    /// decode benches use, matching the llama.cpp comparison in the README.
+    /// decode benches use, matching the llama.cpp comparison in docs/benchmarks.md.
     pub fn qwen2_122m() -> Config {
         Config {
             arch: Arch::Qwen2,

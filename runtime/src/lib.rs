@@ -12,6 +12,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod batch;
 pub mod error;
 pub mod footprint;
 pub mod format;
@@ -28,6 +29,7 @@ pub mod load;
 #[cfg(feature = "std")]
 pub mod writer;
 
+pub use batch::BatchSession;
 pub use error::{Error, Result};
 pub use format::{Arch, Config, ModelFile, RopeScaling};
 pub use generate::{Event, Finish, GenerateOptions, Generator, Phase};

@@ -9,7 +9,7 @@
 
 use crate::error::{name, Error, Result};
 use crate::format::{Config, ModelFile, TensorInfo};
-use aha_kernels::{BlockQ8_0, DType, Matrix};
+use aha_kernels::{Batch, BlockQ8_0, DType, Matrix, PanelQ8};
 
 /// The most layers a model may have (bounded so checking needs no allocation).
 pub const MAX_LAYERS: usize = 1024;
@@ -106,10 +106,14 @@ impl KvType {
 pub struct MemoryPlan {
     pub context: usize,
     pub kv_type: KvType,
-    /// Prompt tokens processed together (each weight row is then read once
-    /// per batch rather than once per token); 1 = token by token.
+    /// Tokens processed together by one forward pass (prompt tokens, or one
+    /// token of each of several sequences): each weight row is then read
+    /// once per batch rather than once per token; 1 = token by token.
     pub batch: usize,
-    /// KV cache: 2 · layers · context · kv_heads · head_dim elements.
+    /// Sequences with a KV cache of their own (1 for a [`crate::Session`];
+    /// B for a [`crate::BatchSession`]).
+    pub sequences: usize,
+    /// KV cache: 2 · sequences · layers · context · kv_heads · head_dim elements.
     pub kv_bytes: usize,
     /// Activations, attention scores, logits, sampler and token history.
     pub scratch_bytes: usize,
@@ -121,10 +125,30 @@ impl MemoryPlan {
         self.kv_bytes + self.scratch_bytes + crate::format::ALIGN
     }
 
-    /// A zeroed buffer of [`MemoryPlan::total`] bytes.
+    /// A zeroed buffer of [`MemoryPlan::total`] bytes (aborts if the
+    /// allocator cannot give it: see [`MemoryPlan::try_allocate`]).
     #[cfg(feature = "alloc")]
     pub fn allocate(&self) -> alloc::vec::Vec<u8> {
         alloc::vec![0u8; self.total()]
+    }
+
+    /// [`MemoryPlan::allocate`], with an error naming the size instead of an
+    /// abort when the allocator refuses.
+    #[cfg(feature = "alloc")]
+    pub fn try_allocate(&self) -> Result<alloc::vec::Vec<u8>> {
+        let bytes = self.total();
+        let mut buf = alloc::vec::Vec::new();
+        if bytes >= Layout::SATURATED || buf.try_reserve_exact(bytes).is_err() {
+            return Err(Error::OutOfMemory { bytes: bytes as u64, context: self.context });
+        }
+        buf.resize(bytes, 0);
+        Ok(buf)
+    }
+
+    /// Whether this plan runs every product through the batched kernels
+    /// (panels of inputs), even for one token: a [`crate::BatchSession`]'s.
+    pub(crate) fn batched(&self) -> bool {
+        self.sequences > 1 || self.batch > 1
     }
 }
 
@@ -151,52 +175,91 @@ pub(crate) enum Region {
     Hb,
     Hb2,
     Logits,
+    HeadOut,
     Cos,
     Sin,
     Xq,
+    PanelQ8,
+    PanelF32,
     SampleIdx,
     Tokens,
+    ItemSeq,
+    ItemPos,
+    Want,
+    Positions,
+    Cursor,
 }
 
 impl Region {
     /// One past the last region (derived, so adding a region cannot desynchronise it).
-    pub const COUNT: usize = Region::Tokens as usize + 1;
+    pub const COUNT: usize = Region::Cursor as usize + 1;
 }
 
 impl Layout {
-    pub fn new(c: &Config, context: usize, kv: KvType, batch: usize) -> Layout {
+    /// `batch` tokens per forward pass over `sequences` KV caches; `panels`:
+    /// room for the batched kernels' input panels. Sizes are computed with
+    /// saturating arithmetic and capped at [`Layout::SATURATED`], so an
+    /// absurd context yields a plan no buffer can satisfy (and a clear error
+    /// where the buffer is checked or allocated), never an overflow.
+    pub fn new(c: &Config, context: usize, kv: KvType, batch: usize, sequences: usize, panels: bool) -> Layout {
         let n = batch.max(1);
+        let seqs = sequences.max(1);
         let (hidden, inter, vocab) = (c.hidden_size as usize, c.intermediate_size as usize, c.vocab_size as usize);
         let q_dim = c.q_dim();
-        let kv_cache = c.num_layers as usize * context * c.kv_dim() * kv.bytes();
+        let mul = |xs: &[usize]| xs.iter().fold(1usize, |a, &b| a.saturating_mul(b));
+        let kv_cache = mul(&[seqs, c.num_layers as usize, context, c.kv_dim(), kv.bytes()]);
         let widest = hidden.max(inter).max(q_dim);
+        // Logits of several sequences from one pass land here first.
+        let head_rows = if seqs > 1 { n.min(seqs) } else { 0 };
+        let (pq, pf) = if panels {
+            (
+                mul(&[Batch::panel_q8_len(n, widest), core::mem::size_of::<PanelQ8>()]),
+                mul(&[Batch::panel_f32_len(n, widest), 4]),
+            )
+        } else {
+            (0, 0)
+        };
         let sizes: [usize; Region::COUNT] = [
             kv_cache,
             kv_cache,
-            n * hidden * 4,
-            n * hidden * 4,
-            n * q_dim * 4,
-            n * c.kv_dim() * 4,
-            n * c.kv_dim() * 4,
-            n * q_dim * 4,
-            c.num_heads as usize * context * 4,
-            n * inter * 4,
-            n * inter * 4,
-            vocab * 4,
+            mul(&[n, hidden, 4]),
+            mul(&[n, hidden, 4]),
+            mul(&[n, q_dim, 4]),
+            mul(&[n, c.kv_dim(), 4]),
+            mul(&[n, c.kv_dim(), 4]),
+            mul(&[n, q_dim, 4]),
+            mul(&[n, c.num_heads as usize, context, 4]),
+            mul(&[n, inter, 4]),
+            mul(&[n, inter, 4]),
+            mul(&[seqs, vocab, 4]),
+            mul(&[head_rows, vocab, 4]),
             c.head_dim as usize / 2 * 4,
             c.head_dim as usize / 2 * 4,
-            n * widest.div_ceil(aha_kernels::QK) * core::mem::size_of::<BlockQ8_0>(),
+            mul(&[Batch::q8_len(n, widest), core::mem::size_of::<BlockQ8_0>()]),
+            pq,
+            pf,
             vocab * 4,
-            context * 4,
+            mul(&[seqs, context, 4]),
+            mul(&[n, 4]),
+            mul(&[n, 4]),
+            mul(&[n, 4]),
+            mul(&[seqs, 4]),
+            mul(&[seqs, 4]),
         ];
+        let cap = |x: usize| x.min(Layout::SATURATED);
         let mut regions = [(0, 0); Region::COUNT];
         let mut at = 0;
         for (r, &size) in regions.iter_mut().zip(&sizes) {
+            let size = cap(size);
             *r = (at, size);
-            at = crate::format::align_up(at + size);
+            at = cap(crate::format::align_up(cap(at + size)));
         }
-        Layout { regions, kv_bytes: crate::format::align_up(kv_cache) * 2, total: at }
+        Layout { regions, kv_bytes: cap(crate::format::align_up(cap(kv_cache)).saturating_mul(2)), total: at }
     }
+
+    /// Where sizes stop growing: far below `usize::MAX`, so sums of a few
+    /// saturated sizes and alignment slack cannot overflow either.
+    pub const SATURATED: usize = usize::MAX / 8;
 }
 
 fn parse_layer_name(tensor: &str) -> Option<(usize, usize)> {
@@ -379,15 +442,56 @@ impl<'a> Model<'a> {
 
     /// As [`Model::memory_plan`], with scratch to feed `batch` prompt tokens at once.
     pub fn memory_plan_batched(&self, context: usize, kv_type: KvType, batch: usize) -> MemoryPlan {
-        let batch = batch.max(1);
-        let l = Layout::new(&self.config, context, kv_type, batch);
-        MemoryPlan { context, kv_type, batch, kv_bytes: l.kv_bytes, scratch_bytes: l.total - l.kv_bytes }
+        self.plan(context, kv_type, batch.max(1), 1)
     }
 
-    /// The tokenizer stored in the file.
+    /// The plan of a [`crate::BatchSession`]: `sequences` KV caches of
+    /// `context` tokens each, and `batch` tokens per forward pass (at least
+    /// `sequences`, so one step serves every sequence; more to prefill long
+    /// prompts in fewer passes).
+    pub fn memory_plan_sequences(&self, context: usize, kv_type: KvType, sequences: usize, batch: usize) -> MemoryPlan {
+        let sequences = sequences.max(1);
+        self.plan(context, kv_type, batch.max(sequences).max(2), sequences)
+    }
+
+    fn plan(&self, context: usize, kv_type: KvType, batch: usize, sequences: usize) -> MemoryPlan {
+        let mut plan = MemoryPlan { context, kv_type, batch, sequences, kv_bytes: 0, scratch_bytes: 0 };
+        let l = Layout::new(&self.config, context, kv_type, batch, sequences, plan.batched());
+        plan.kv_bytes = l.kv_bytes;
+        plan.scratch_bytes = l.total.saturating_sub(l.kv_bytes);
+        plan
+    }
+
+    /// Checks a context length a caller asked for: at least 1 token and at
+    /// most the model's positions (`max_position_embeddings`).
+    pub fn check_context(&self, context: usize) -> Result<()> {
+        let max_position = self.config.max_position;
+        if context == 0 || context > max_position as usize {
+            return Err(Error::ContextOutOfRange { context, max_position });
+        }
+        Ok(())
+    }
+
+    /// [`Model::memory_plan_batched`] for a context a user chose: refused
+    /// (with the limit) when [`Model::check_context`] fails, and the batch
+    /// must be at least 1 and at most the context.
+    pub fn checked_plan(&self, context: usize, kv_type: KvType, batch: usize) -> Result<MemoryPlan> {
+        self.check_context(context)?;
+        if batch == 0 || batch > context {
+            return Err(Error::BatchOutOfRange { batch, context });
+        }
+        Ok(self.memory_plan_batched(context, kv_type, batch))
+    }
+
+    /// The tokenizer stored in the file; refused if it has ids the model
+    /// has no embedding row for.
     pub fn tokenizer(&self) -> Result<crate::tokenizer::Tokenizer<'a>> {
         let blob = self.file.header.tokenizer.ok_or(Error::NoTokenizer)?;
-        Ok(crate::tokenizer::Tokenizer::parse(blob)?)
+        let tokenizer = crate::tokenizer::Tokenizer::parse(blob)?;
+        if tokenizer.vocab_size() > self.config.vocab_size {
+            return Err(Error::TokenizerVocab { tokenizer: tokenizer.vocab_size(), model: self.config.vocab_size });
+        }
+        Ok(tokenizer)
     }
 
     /// Bytes of weights read per generated token (every matrix once, plus one embedding row).

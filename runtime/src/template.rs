@@ -3,7 +3,7 @@
 
 use core::fmt::{self, Write};
 
-/// R1-Zero's training template (DeepSeek-R1 paper, Table 1; R1-METHOD.md §2).
+/// R1-Zero's training template (DeepSeek-R1 paper, Table 1; docs/method.md, the prompt).
 pub const R1_ZERO: &str = "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. \
 The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. \
 The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, \

@@ -7,6 +7,12 @@
 //! the checksums are patched into the header at the end. Everything goes to a
 //! temporary file beside the target, which is fsynced and renamed into place,
 //! so a failed or interrupted write never leaves a half-written model.
+//!
+//! Renaming is for regular files only ([`output_target`]): a symlink is
+//! followed (the file it points to is replaced, the link stays), a FIFO or a
+//! character device (`/dev/null`, `/dev/stdout`) is written through, and a
+//! directory, block device or socket is refused. The trainer's atomic writes
+//! use the same rule.
 
 use crate::error::{Error, Result};
 use crate::format::{align_up, Config, Header, Provenance, TensorInfo, FORMAT_VERSION, MAGIC};
@@ -17,6 +23,125 @@ use std::path::{Path, PathBuf};
 use std::string::{String, ToString};
 use std::vec::Vec;
 use std::{format, vec};
+
+/// Where bytes meant for a path end up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputTarget {
+    /// A regular file, or no file yet, at this path (symlinks resolved):
+    /// written to a temporary file beside it, then renamed over it.
+    File(PathBuf),
+    /// A FIFO or a character device: written through, never replaced.
+    Stream(PathBuf),
+}
+
+/// How `path` may be written: see [`OutputTarget`]. Directories, block
+/// devices and sockets are refused with a message naming the path.
+pub fn output_target(path: &Path) -> Result<OutputTarget> {
+    let mut at = path.to_path_buf();
+    // As the kernel does, give up on a loop of links after 40 hops.
+    for _ in 0..40 {
+        let meta = match std::fs::symlink_metadata(&at) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(OutputTarget::File(at)),
+            Err(source) => return Err(Error::Io { path: at, source }),
+        };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let link = std::fs::read_link(&at).map_err(io_err(&at))?;
+            at = match at.parent() {
+                Some(dir) if link.is_relative() => dir.join(link),
+                _ => link,
+            };
+            continue;
+        }
+        if kind.is_file() {
+            return Ok(OutputTarget::File(at));
+        }
+        let refuse = |what: &str| {
+            let via = if at == path { String::new() } else { format!(" (where {} points)", path.display()) };
+            Err(Error::Invalid(format!("{}{via} is {what}; refusing to write over it (give a file name)", at.display())))
+        };
+        if kind.is_dir() {
+            return refuse("a directory");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if kind.is_fifo() || kind.is_char_device() {
+                return Ok(OutputTarget::Stream(at));
+            }
+            if kind.is_block_device() {
+                return refuse("a block device");
+            }
+            if kind.is_socket() {
+                return refuse("a socket");
+            }
+        }
+        return refuse("not a regular file");
+    }
+    Err(Error::Invalid(format!("{}: too many levels of symbolic links", path.display())))
+}
+
+/// The temporary name used while `path` (a regular file) is being written:
+/// beside it, so the final rename stays on one file system.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", process_id()));
+    path.with_file_name(name)
+}
+
+/// This process's id, for temporary names; WASI has no process ids
+/// (`std::process::id` panics there), and one instance is one process.
+fn process_id() -> u32 {
+    #[cfg(target_os = "wasi")]
+    return 0;
+    #[cfg(not(target_os = "wasi"))]
+    return std::process::id();
+}
+
+/// A temporary file for output bound for a stream (which cannot be
+/// rewound to patch the header): in the system's temporary folder.
+fn stream_temp_path() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("aha-{}-{n}.partial", process_id()))
+}
+
+/// Makes a rename inside `path`'s folder durable (best effort: not every
+/// platform can open a folder).
+pub fn sync_parent(path: &Path) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// Writes `bytes` to `path` by [`output_target`]'s rule: a regular file
+/// atomically (temporary file, fsync, rename), a stream directly.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    match output_target(path)? {
+        OutputTarget::Stream(at) => {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&at).map_err(io_err(&at))?;
+            f.write_all(bytes).and_then(|_| f.flush()).map_err(io_err(&at))
+        }
+        OutputTarget::File(at) => {
+            let tmp = temp_path(&at);
+            let result = (|| {
+                let mut file = File::create(&tmp)?;
+                file.write_all(bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, &at)
+            })();
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result.map_err(io_err(&at))?;
+            sync_parent(&at);
+            Ok(())
+        }
+    }
+}
 
 /// A tensor the writer will store: its name, format and shape.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,7 +164,7 @@ struct Planned {
 pub struct ModelWriter {
     out: Option<BufWriter<File>>,
     tmp: PathBuf,
-    path: PathBuf,
+    target: OutputTarget,
     config: Config,
     tokenizer: Option<Vec<u8>>,
     source: String,
@@ -83,12 +208,16 @@ impl ModelWriter {
             plan.push(Planned { spec, offset, len, crc: None });
             offset = align_up((offset + len) as usize) as u64;
         }
-        let tmp = path.with_extension("aha.partial");
+        let target = output_target(path)?;
+        let tmp = match &target {
+            OutputTarget::File(at) => temp_path(at),
+            OutputTarget::Stream(_) => stream_temp_path(),
+        };
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
         let mut w = ModelWriter {
             out: Some(BufWriter::with_capacity(1 << 20, file)),
             tmp,
-            path: path.to_path_buf(),
+            target,
             config,
             tokenizer,
             source: provenance.source.to_string(),
@@ -216,7 +345,8 @@ impl ModelWriter {
         Ok(())
     }
 
-    /// Patches the checksums into the header, syncs, and renames the file into place.
+    /// Patches the checksums into the header, syncs, and renames the file
+    /// into place (or, for a stream, copies it through).
     pub fn finish(mut self) -> Result<()> {
         if let Some(p) = self.plan.get(self.next) {
             return Err(Error::Invalid(format!("tensor {} was never written", p.spec.name)));
@@ -228,9 +358,20 @@ impl ModelWriter {
         self.write_preamble(&header)?;
         let out = self.out.take().expect("the output is open until finish");
         let file = out.into_inner().map_err(|e| Error::Io { path: self.tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &self.path).map_err(io_err(&self.path))?;
+        match &self.target {
+            OutputTarget::File(at) => {
+                file.sync_all().map_err(io_err(&tmp))?;
+                drop(file);
+                std::fs::rename(&tmp, at).map_err(io_err(at))?;
+                sync_parent(at);
+            }
+            OutputTarget::Stream(at) => {
+                drop(file);
+                let mut from = File::open(&tmp).map_err(io_err(&tmp))?;
+                let mut to = std::fs::OpenOptions::new().write(true).open(at).map_err(io_err(at))?;
+                std::io::copy(&mut from, &mut to).and_then(|_| to.flush()).map_err(io_err(at))?;
+            }
+        }
         Ok(())
     }
 }

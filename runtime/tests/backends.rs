@@ -55,7 +55,7 @@ fn converted(dir: &Path, dtype: DType) -> Vec<u8> {
     // Under cargo's temporary folder: wasm32-wasip1 has no system one.
     let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = tmp.path().join("model.aha");
-    convert(dir, &out, &ConvertOptions { dtype, output_dtype: Some(dtype) }).unwrap();
+    convert(dir, &out, &ConvertOptions { output_dtype: Some(dtype), ..ConvertOptions::new(dtype) }).unwrap();
     std::fs::read(&out).unwrap()
 }
 
@@ -157,6 +157,49 @@ fn quantized_models_agree_with_the_scalar_backend_on_every_backend() {
                         assert!(err < 1e-5, "{what}: relative error {err:e}");
                         assert_eq!(greedy(&model, &r.greedy_prompt, 16, k, integer_path), want_tokens, "{what}");
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A batch session (every input of a fixture a sequence of its own: the
+/// first half of each fed as a prompt, in passes of 3 tokens, then one
+/// token of every sequence per step, the shorter dropping out) against a
+/// one-sequence session per input, on every backend: f32 and F16 within
+/// 1e-5 of the row's largest logit; the integer path within the bound of the
+/// test above (an int8 rounding flipped by a 1-ulp difference).
+#[test]
+fn batch_sessions_equal_one_sequence_at_a_time_on_every_backend() {
+    names();
+    for dir in fixtures() {
+        let r = reference(&dir);
+        for dtype in [DType::F32, DType::F16, DType::Q8_0, DType::Q4_0] {
+            let bytes = converted(&dir, dtype);
+            let model = Model::from_bytes(&bytes).unwrap();
+            let context = r.inputs.iter().map(Vec::len).max().unwrap();
+            for k in backends() {
+                let plan = model.memory_plan_sequences(context, KvType::F32, r.inputs.len(), 3);
+                let mut buf = plan.allocate();
+                let mut bs = aha_runtime::BatchSession::new(&model, &mut buf, &plan, k).unwrap();
+                // got[i][p]: input i's logits after position p (from the prompt's end on).
+                let mut got: Vec<Vec<Vec<f32>>> = vec![Vec::new(); r.inputs.len()];
+                for (i, seq) in r.inputs.iter().enumerate() {
+                    got[i].push(bs.feed(i, &seq[..seq.len() / 2 + 1]).unwrap().to_vec());
+                }
+                for p in 0..context {
+                    let (live, next): (Vec<usize>, Vec<u32>) =
+                        r.inputs.iter().enumerate().filter(|(_, s)| p > s.len() / 2 && p < s.len()).map(|(i, s)| (i, s[p])).unzip();
+                    bs.step(&live, &next).unwrap();
+                    for &i in &live {
+                        got[i].push(bs.logits(i).unwrap().to_vec());
+                    }
+                }
+                for (i, seq) in r.inputs.iter().enumerate() {
+                    let want = logits_all(&model, seq, k, true);
+                    let err = max_rel_err(&got[i], &want[seq.len() / 2..]);
+                    let what = format!("{} {dtype} on {}, input {i}", dir.display(), k.name);
+                    assert!(err < if dtype.is_quantized() { 0.1 } else { 1e-5 }, "{what}: relative error {err:e}");
                 }
             }
         }

@@ -70,7 +70,8 @@ fn build_firmware(model: &Path, prompt: &str) -> PathBuf {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("firmware-target");
     let t = Instant::now();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--bins"])
+        // With the boot-time CRC check, so CI exercises it on the device.
+        .args(["build", "--release", "--quiet", "--bins", "--features", "verify-crc"])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("AHA_MODEL", model)
@@ -172,6 +173,7 @@ fn cortex_m_firmware_in_qemu_gives_the_host_runtime_tokens() {
 
         let run = qemu(&elfs.join("aha-firmware-cortex-m"));
         assert!(run.field("model").ends_with("kernels dsp"), "the firmware should run the DSP kernels");
+        assert_eq!(run.field("verify"), "every tensor's CRC-32 matches", "built with verify-crc");
         let device = (run.ids("prompt tokens"), run.ids("tokens"));
         assert!(device.1.len() == MAX_TOKENS || run.field("finish") == "stop token", "{}", run.stdout);
 

@@ -3,30 +3,14 @@
 //! itself, not only the CRC, is exercised). Every case must return `Ok` or an
 //! error, never panic; and a file that still parses must run a forward step.
 
+mod common;
+
 use aha_kernels::DType;
-use aha_runtime::format::{Arch, Config, RopeScaling};
 use aha_runtime::{Error, KvType, Model, Session};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
-fn tiny_config() -> Config {
-    Config {
-        arch: Arch::Qwen2,
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        rope_theta: 10000.0,
-        rope_scaling: RopeScaling::None,
-        rms_norm_eps: 1e-6,
-        max_position: 128,
-        tie_embeddings: false,
-        attention_bias: true,
-    }
-}
+use common::tiny_config;
 
 /// A valid Q4_0 model file, made once.
 fn valid() -> &'static [u8] {

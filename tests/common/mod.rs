@@ -58,7 +58,7 @@ pub fn reference(dir: &Path) -> Reference {
 pub fn convert_fixture(dir: &Path, dtype: DType) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("model.aha");
-    convert(dir, &out, &ConvertOptions { dtype, output_dtype: Some(dtype) }).unwrap();
+    convert(dir, &out, &ConvertOptions { output_dtype: Some(dtype), ..ConvertOptions::new(dtype) }).unwrap();
     let bytes = std::fs::read(&out).unwrap();
     (tmp, out, bytes)
 }

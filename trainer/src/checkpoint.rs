@@ -45,6 +45,13 @@ fn bytemuck_f32(values: &[f32]) -> Vec<u8> {
 /// are accepted).
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
     let bytes = std::fs::read(path).map_err(at(path))?;
+    if bytes.len() < 8 {
+        let what = if bytes.is_empty() { "the file is empty" } else { "the file is too short" };
+        return Err(Error::file(
+            path,
+            format!("{what} ({} bytes): a safetensors file starts with an 8-byte header length", bytes.len()),
+        ));
+    }
     let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {

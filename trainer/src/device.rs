@@ -1,14 +1,18 @@
 //! Which burn device runs the work, and in which precision.
 //!
 //! burn 0.22 picks the backend at run time: one binary carries the pure-Rust
-//! CPU backend (`flex`) and the GPU backends (`wgpu`, which lets wgpu pick an
-//! API, and `vulkan`). Other burn backends (`cuda`, `cpu`) work the same way
-//! once their cargo feature is enabled; nothing else here would change.
+//! CPU backend (`flex`) and, when built with the `gpu` feature (`cargo build
+//! --release --features gpu`), the GPU backends (`wgpu`, which lets wgpu pick
+//! an API, and `vulkan`). The GPU backends are opt-in because they are about
+//! half of a clean build; a build without them refuses `--device wgpu|vulkan`
+//! with the command that adds them. Other burn backends (`cuda`, `cpu`) work
+//! the same way once their cargo feature is enabled; nothing else here would
+//! change.
 
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::{Device, DeviceKind, FloatDType};
+use burn::tensor::{Device, FloatDType};
 
 use crate::error::Error;
 
@@ -18,9 +22,20 @@ pub enum DeviceChoice {
     #[default]
     Flex,
     /// A GPU through wgpu, whichever graphics API it picks.
+    #[cfg(feature = "gpu")]
     Wgpu,
     /// A GPU through Vulkan.
+    #[cfg(feature = "gpu")]
     Vulkan,
+}
+
+/// Names a GPU device in a build without the GPU backends.
+#[cfg(not(feature = "gpu"))]
+fn not_built(name: &str) -> Error {
+    Error::Usage(format!(
+        "device `{name}` needs burn's GPU backends, which this build leaves out: rebuild with `--features gpu` \
+         (`cargo run --release --features gpu -- ...`); `flex` is the CPU"
+    ))
 }
 
 impl DeviceChoice {
@@ -30,8 +45,10 @@ impl DeviceChoice {
     pub fn device(self) -> Device {
         match self {
             DeviceChoice::Flex => Device::flex(),
-            DeviceChoice::Wgpu => Device::wgpu(DeviceKind::DefaultDevice),
-            DeviceChoice::Vulkan => Device::vulkan(DeviceKind::DefaultDevice),
+            #[cfg(feature = "gpu")]
+            DeviceChoice::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+            #[cfg(feature = "gpu")]
+            DeviceChoice::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DefaultDevice),
         }
     }
 
@@ -77,8 +94,12 @@ impl FromStr for DeviceChoice {
     fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "flex" | "cpu" => Ok(DeviceChoice::Flex),
+            #[cfg(feature = "gpu")]
             "wgpu" => Ok(DeviceChoice::Wgpu),
+            #[cfg(feature = "gpu")]
             "vulkan" => Ok(DeviceChoice::Vulkan),
+            #[cfg(not(feature = "gpu"))]
+            name @ ("wgpu" | "vulkan") => Err(not_built(name)),
             other => Err(Error::Usage(format!("unknown device `{other}` (flex, wgpu or vulkan)"))),
         }
     }
@@ -88,7 +109,9 @@ impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             DeviceChoice::Flex => "flex",
+            #[cfg(feature = "gpu")]
             DeviceChoice::Wgpu => "wgpu",
+            #[cfg(feature = "gpu")]
             DeviceChoice::Vulkan => "vulkan",
         })
     }
@@ -135,5 +158,25 @@ impl fmt::Display for Precision {
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_by_name() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Flex);
+        assert!("tpu".parse::<DeviceChoice>().unwrap_err().to_string().contains("unknown device `tpu`"));
+        for name in ["wgpu", "vulkan"] {
+            let parsed = name.parse::<DeviceChoice>();
+            if cfg!(feature = "gpu") {
+                assert_eq!(parsed.unwrap().to_string(), name);
+            } else {
+                let e = parsed.unwrap_err().to_string();
+                assert!(e.contains(name) && e.contains("--features gpu"), "{e}");
+            }
+        }
     }
 }

@@ -8,6 +8,9 @@ pub enum Error {
     /// A line of a JSONL file could not be used.
     #[error("{}:{line}: {message}", path.display())]
     Line { path: PathBuf, line: usize, message: String },
+    /// A row of a Parquet file (or of a JSON array) could not be used.
+    #[error("{}: row {row}: {message}", path.display())]
+    Row { path: PathBuf, row: usize, message: String },
     /// A file could not be read, written or understood.
     #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
@@ -20,6 +23,9 @@ pub enum Error {
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Code cannot be run safely on this host (no sandbox), or the sandbox failed.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// The caller asked for something that cannot be done.
     #[error("{0}")]
     Usage(String),

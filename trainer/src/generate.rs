@@ -55,6 +55,15 @@ pub struct GenerateConfig {
     /// are numbered, and seeded, from it, so a stream generated over several
     /// calls samples what one call over all of it would.
     pub first_prompt_index: usize,
+    /// Budget forcing (s1, Muennighoff et al. 2025): once a completion has
+    /// thought this many tokens, `</think>` is written for it and it goes
+    /// on to answer. Unset: no cap.
+    pub think_budget: Option<usize>,
+    /// s1's other half: `</think>` or end-of-sequence sampled before this
+    /// many thinking tokens is replaced by `wait_text`, so the model thinks
+    /// on. 0: off.
+    pub min_think: usize,
+    pub wait_text: String,
 }
 
 impl Default for GenerateConfig {
@@ -71,6 +80,9 @@ impl Default for GenerateConfig {
             seed: 42,
             batch_size: 64,
             first_prompt_index: 0,
+            think_budget: None,
+            min_think: 0,
+            wait_text: "Wait".into(),
         }
     }
 }
@@ -96,6 +108,14 @@ impl GenerateConfig {
         }
         if self.stop_strings.iter().any(String::is_empty) {
             return bad("`stop_strings` may not hold an empty string".into());
+        }
+        if self.min_think > 0 && self.wait_text.is_empty() {
+            return bad("`wait_text` may not be empty when `min_think` is set".into());
+        }
+        if let Some(b) = self.think_budget {
+            if self.min_think > b {
+                return bad(format!("`min_think` {} exceeds `think_budget` {b}", self.min_think));
+            }
         }
         Ok(())
     }
@@ -142,6 +162,9 @@ pub struct Completion {
     /// when one ended it.
     pub text: String,
     pub finish: Finish,
+    /// Tokens inside `<think>…</think>` (the tags not counted).
+    #[serde(default)]
+    pub thinking: usize,
 }
 
 /// What a call to [`generate`] did.
@@ -155,6 +178,20 @@ pub struct GenerateStats {
     pub seconds: f64,
     /// `new_tokens / seconds`.
     pub tokens_per_s: f64,
+}
+
+impl GenerateStats {
+    /// The figures of `completions` of `prompts` made in `seconds`.
+    pub fn of(completions: &[Completion], prompts: &[Vec<u32>], samples_per_prompt: usize, seconds: f64) -> GenerateStats {
+        let new_tokens = completions.iter().map(|c| c.ids.len()).sum();
+        GenerateStats {
+            sequences: completions.len(),
+            new_tokens,
+            prompt_tokens: prompts.iter().map(Vec::len).sum::<usize>() * samples_per_prompt,
+            seconds,
+            tokens_per_s: if seconds > 0.0 { new_tokens as f64 / seconds } else { 0.0 },
+        }
+    }
 }
 
 /// Samples `samples_per_prompt` completions of each prompt (token ids, as
@@ -174,7 +211,7 @@ pub fn generate(
 ) -> Result<(Vec<Completion>, GenerateStats)> {
     let started = Instant::now();
     config.validate()?;
-    check_prompts(model, prompts, samples_per_prompt, config)?;
+    check_prompts(&model.config, prompts, samples_per_prompt, config)?;
     let inference;
     let model = if model.device().is_autodiff() {
         inference = model.valid();
@@ -182,7 +219,7 @@ pub fn generate(
     } else {
         model
     };
-    let ends = Ends::new(tokenizer, config);
+    let ends = Ends::new(tokenizer, config)?;
     let pad = tokenizer.pad_id().unwrap_or(0);
 
     let mut sequences = Vec::with_capacity(prompts.len() * samples_per_prompt);
@@ -194,6 +231,7 @@ pub fn generate(
                 sample_index,
                 prompt,
                 sampler: config.sampler(prompt_index, sample_index)?,
+                think: ends.thinking.start(prompt),
                 ids: Vec::new(),
                 logprobs: Vec::new(),
                 finish: None,
@@ -205,18 +243,10 @@ pub fn generate(
         generate_chunk(model, chunk, pad, &ends, config)?;
     }
     for s in sequences {
-        completions.push(completion(&ends, s.prompt_index, s.sample_index, s.ids, s.logprobs, s.finish)?);
+        completions.push(completion(&ends, s.prompt_index, s.sample_index, s.ids, s.logprobs, s.finish, s.think.count)?);
     }
 
-    let seconds = started.elapsed().as_secs_f64();
-    let new_tokens = completions.iter().map(|c| c.ids.len()).sum();
-    let stats = GenerateStats {
-        sequences: completions.len(),
-        new_tokens,
-        prompt_tokens: prompts.iter().map(Vec::len).sum::<usize>() * samples_per_prompt,
-        seconds,
-        tokens_per_s: if seconds > 0.0 { new_tokens as f64 / seconds } else { 0.0 },
-    };
+    let stats = GenerateStats::of(&completions, prompts, samples_per_prompt, started.elapsed().as_secs_f64());
     Ok((completions, stats))
 }
 
@@ -229,6 +259,7 @@ pub(crate) fn completion(
     ids: Vec<u32>,
     logprobs: Vec<f32>,
     finish: Option<Finish>,
+    thinking: usize,
 ) -> Result<Completion> {
     let (text, finish) = match finish {
         Some(Finish::Stop(stop)) => {
@@ -238,7 +269,7 @@ pub(crate) fn completion(
         }
         finish => (ends.decode(&ids)?, finish.unwrap_or(Finish::Length)),
     };
-    Ok(Completion { prompt_index, sample_index, ids, logprobs, text, finish })
+    Ok(Completion { prompt_index, sample_index, ids, logprobs, text, finish, thinking })
 }
 
 /// A sequence being generated.
@@ -247,6 +278,7 @@ struct Sequence<'p> {
     sample_index: usize,
     prompt: &'p [u32],
     sampler: Sampler,
+    think: ThinkState,
     ids: Vec<u32>,
     logprobs: Vec<f32>,
     finish: Option<Finish>,
@@ -257,11 +289,13 @@ pub(crate) struct Ends<'a> {
     pub tokenizer: &'a TextTokenizer,
     pub eos: Option<u32>,
     pub stop_strings: &'a [String],
+    pub thinking: Thinking,
 }
 
 impl<'a> Ends<'a> {
-    pub(crate) fn new(tokenizer: &'a TextTokenizer, config: &'a GenerateConfig) -> Ends<'a> {
-        Ends { tokenizer, eos: if config.stop_at_eos { tokenizer.eos_id() } else { None }, stop_strings: &config.stop_strings }
+    pub(crate) fn new(tokenizer: &'a TextTokenizer, config: &'a GenerateConfig) -> Result<Ends<'a>> {
+        let eos = if config.stop_at_eos { tokenizer.eos_id() } else { None };
+        Ok(Ends { tokenizer, eos, stop_strings: &config.stop_strings, thinking: Thinking::new(tokenizer, config, eos)? })
     }
 
     fn decode(&self, ids: &[u32]) -> Result<String> {
@@ -288,6 +322,102 @@ impl<'a> Ends<'a> {
 /// Where the first stop string to be completed in `text` ends, and which it is.
 fn stop_end<'s>(text: &str, stops: &'s [String]) -> Option<(usize, &'s String)> {
     stops.iter().filter_map(|s| text.find(s.as_str()).map(|at| (at + s.len(), s))).min_by_key(|&(end, _)| end)
+}
+
+/// How a tokenizer marks thinking, and the budget-forcing rules of a call
+/// (s1: "s1: Simple test-time scaling", Muennighoff et al. 2025).
+pub(crate) struct Thinking {
+    open: Option<u32>,
+    close: Vec<u32>,
+    wait: Vec<u32>,
+    eos: Option<u32>,
+    budget: Option<usize>,
+    min: usize,
+}
+
+impl Thinking {
+    pub(crate) fn new(tokenizer: &TextTokenizer, config: &GenerateConfig, eos: Option<u32>) -> Result<Thinking> {
+        let close = tokenizer.encode_raw("</think>")?;
+        let forcing = config.think_budget.is_some() || config.min_think > 0;
+        let open = tokenizer.token_id("<think>");
+        if forcing && (open.is_none() || close.is_empty()) {
+            return Err(Error::Usage("think budgets need a tokenizer with a `<think>` token".into()));
+        }
+        let wait = if config.min_think > 0 { tokenizer.encode_raw(&config.wait_text)? } else { Vec::new() };
+        Ok(Thinking { open, close, wait, eos, budget: config.think_budget, min: config.min_think })
+    }
+
+    /// A sequence's state after `prompt`: thinking already when the prompt's
+    /// last think tag opens (R1's distilled students' template ends `<think>\n`).
+    pub(crate) fn start(&self, prompt: &[u32]) -> ThinkState {
+        let last_open = self.open.and_then(|o| prompt.iter().rposition(|&t| t == o));
+        let last_close = self.close.last().and_then(|c| prompt.iter().rposition(|t| t == c));
+        let inside = match (last_open, last_close) {
+            (Some(o), Some(c)) => o > c,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        ThinkState { inside, count: 0, forced: std::collections::VecDeque::new(), recent: Vec::new() }
+    }
+}
+
+/// Where one sequence is in its thinking, and what is to be written for it.
+pub(crate) struct ThinkState {
+    inside: bool,
+    /// Thinking tokens so far.
+    pub count: usize,
+    /// Tokens to write instead of sampling (the close tag, or "Wait"), and
+    /// whether each counts as thinking.
+    forced: std::collections::VecDeque<(u32, bool)>,
+    /// The last few tokens, to see a multi-token close tag complete.
+    recent: Vec<u32>,
+}
+
+impl ThinkState {
+    /// The next token: a forced one if any is due, else `sample()`'s, with
+    /// an early `</think>` or end-of-sequence replaced by the wait text.
+    pub(crate) fn choose(&mut self, rules: &Thinking, sample: impl FnOnce() -> u32) -> u32 {
+        let (token, counts) = match self.forced.pop_front() {
+            Some(forced) => forced,
+            None => {
+                let token = sample();
+                let closes = rules.close.len() == 1 && rules.close[0] == token;
+                if self.inside && self.count < rules.min && (closes || Some(token) == rules.eos) {
+                    self.forced.extend(rules.wait.iter().map(|&t| (t, true)));
+                    self.forced.pop_front().unwrap_or((token, true))
+                } else {
+                    (token, true)
+                }
+            }
+        };
+        self.observe(rules, token, counts);
+        token
+    }
+
+    fn observe(&mut self, rules: &Thinking, token: u32, counts: bool) {
+        self.recent.push(token);
+        if self.recent.len() > rules.close.len().max(1) {
+            self.recent.remove(0);
+        }
+        if !self.inside {
+            self.inside = Some(token) == rules.open;
+        } else if !rules.close.is_empty() && self.recent.ends_with(&rules.close) {
+            self.inside = false;
+            self.forced.clear();
+            // The close tag's earlier tokens were counted as they came.
+            if counts {
+                self.count = self.count.saturating_sub(rules.close.len() - 1);
+            }
+            return;
+        } else if counts {
+            self.count += 1;
+        }
+        // The budget is for all thinking: a thought reopened after it is
+        // spent is closed at once.
+        if self.inside && self.forced.is_empty() && rules.budget.is_some_and(|b| self.count >= b) {
+            self.forced.extend(rules.close.iter().map(|&t| (t, false)));
+        }
+    }
 }
 
 /// Generates `rows` to the end, in one batch.
@@ -325,9 +455,11 @@ fn generate_chunk(
         for (b, &r) in active.iter().enumerate() {
             let row = &logits[b * vocab..(b + 1) * vocab];
             let seq = &mut rows[r];
-            scratch.copy_from_slice(row);
-            scratch[sampleable..].fill(f32::NEG_INFINITY);
-            let token = seq.sampler.sample(&mut scratch, &mut index, &[]);
+            let token = seq.think.choose(&ends.thinking, || {
+                scratch.copy_from_slice(row);
+                scratch[sampleable..].fill(f32::NEG_INFINITY);
+                seq.sampler.sample(&mut scratch, &mut index, &[])
+            });
             seq.logprobs.push(logprob(row, token, config.temperature));
             seq.ids.push(token);
             seq.finish = ends.check(&seq.ids, config.max_new_tokens)?;
@@ -386,15 +518,15 @@ fn sequence_seed(seed: u64, prompt_index: usize, sample_index: usize) -> u64 {
 
 /// Refuses what the model cannot run: no prompts, empty prompts, unknown
 /// ids, or a prompt that would outgrow the model's positions.
-pub(crate) fn check_prompts(model: &CausalLm, prompts: &[Vec<u32>], samples_per_prompt: usize, config: &GenerateConfig) -> Result<()> {
+pub(crate) fn check_prompts(model: &crate::config::Config, prompts: &[Vec<u32>], samples_per_prompt: usize, config: &GenerateConfig) -> Result<()> {
     if prompts.is_empty() {
         return Err(Error::Usage("generate: no prompts given".into()));
     }
     if samples_per_prompt == 0 {
         return Err(Error::Usage("generate: samples_per_prompt must be positive".into()));
     }
-    let vocab = model.config.vocab_size;
-    let max_position = model.config.max_position as usize;
+    let vocab = model.vocab_size;
+    let max_position = model.max_position as usize;
     for (i, prompt) in prompts.iter().enumerate() {
         let i = config.first_prompt_index + i;
         if prompt.is_empty() {

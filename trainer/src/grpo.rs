@@ -1,4 +1,4 @@
-//! R1-Zero: GRPO with rule-based rewards (R1-METHOD.md §3–5).
+//! R1-Zero: GRPO with rule-based rewards (docs/method.md, GRPO, rewards, what to watch).
 //!
 //! One step:
 //! 1. take `prompts_per_step` prompts and sample `num_generations` outputs of
@@ -21,9 +21,7 @@
 pub mod objective;
 pub mod rollout;
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::io::Write;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,24 +30,27 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{load_model, load_weights, read_safetensors, read_weights_dir, save_model};
-use crate::data::{read_prompts_jsonl, DataPosition, PromptFormat, PromptRecord};
+use crate::checkpoint::{load_model, load_weights, read_safetensors};
+use crate::data::{read_prompts, DataOptions, DataPosition, PromptFormat, PromptRecord, ReadStats};
 use crate::device::{DeviceChoice, Precision};
-use crate::error::{at, Error, Result};
+use crate::error::{Error, Result};
+use crate::eval::{EvalConfig, EvalSet};
 use crate::generate::{Completion, Finish, GenerateConfig};
 use crate::model::{CausalLm, Inputs};
 use crate::optim::{AdamW, GradSum, OptimConfig};
-use crate::params::{state_dict, take_grads};
+use crate::params::{state_dict, take_grads, HostTensor};
 use crate::recipes::Source;
 use crate::rewards::{self, Reward, RewardSet, Sample};
+use crate::run::{run, Cadence, Metrics, Policy, Stage};
 use crate::tasks::{prompt_records, task_by_name, TASK_NAMES};
 use crate::tokenizer::TextTokenizer;
-use crate::train::{latest_checkpoint, progress_bar, prune_checkpoints, special_ids, truncate_metrics, write_checkpoint, RunControl};
 use objective::{LossType, Normalizer, ScaleRewards, Settings, TokenStats};
+
+pub use crate::run::RunControl;
 
 /// Every knob of a GRPO run. Names are TRL's `GRPOConfig` names where TRL
 /// has the knob; the defaults are the paper's R1-Zero values where they make
-/// sense at small size, TRL's otherwise (README.md lists each and its source).
+/// sense at small size, TRL's otherwise (docs/training.md lists each and its source).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GrpoConfig {
@@ -94,6 +95,11 @@ pub struct GrpoConfig {
     /// `rm:<checkpoint>`. Empty: the task's own (accuracy + format; Countdown
     /// and code tasks use their verifier instead of accuracy).
     pub rewards: Vec<String>,
+    /// Rewards of the general prompts (rows of `kind = "general"`, R1's "RL
+    /// for all scenarios"), the same syntax: `rm:<dir>` judges the whole
+    /// output (harmlessness), `rm-answer:<dir>` the final answer only
+    /// (helpfulness). Rule rewards never judge a general prompt.
+    pub general_rewards: Vec<String>,
     /// Prompt format: r1-zero (the paper), chat (the tokenizer's template), chatml, ...
     pub template: String,
     /// Built-in tasks: prompts generated for training.
@@ -152,6 +158,7 @@ impl Default for GrpoConfig {
             max_completion_length: 256,
             stop_strings: Vec::new(),
             rewards: Vec::new(),
+            general_rewards: Vec::new(),
             template: "r1-zero".into(),
             train_prompts: 10_000,
             eval_steps: 50,
@@ -190,8 +197,7 @@ const EPS_STD: f32 = 1e-4;
 
 impl GrpoConfig {
     pub fn from_toml_file(path: &Path) -> Result<GrpoConfig> {
-        let text = fs::read_to_string(path).map_err(at(path))?;
-        toml::from_str(&text).map_err(|e| Error::file(path, e))
+        crate::run::read_settings(path)
     }
 
     pub fn device_choice(&self) -> Result<DeviceChoice> {
@@ -278,19 +284,9 @@ impl GrpoConfig {
             stop_at_eos: true,
             seed,
             batch_size: self.generation_batch_size,
-            first_prompt_index: 0,
+            ..GenerateConfig::default()
         }
     }
-}
-
-/// What `trainer_state.json` of a GRPO checkpoint records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GrpoState {
-    pub step: u64,
-    pub data: DataPosition,
-    pub config: GrpoConfig,
-    /// Output tokens sampled so far.
-    pub tokens: u64,
 }
 
 /// A GRPO run.
@@ -302,6 +298,8 @@ pub struct GrpoJob {
     /// Held-out prompts; default: the task's own test items (another seed),
     /// or the last `eval_prompts` rows of a JSONL.
     pub eval: Option<PathBuf>,
+    /// How the task's (and `eval`'s) dataset is read: columns, split, bad rows.
+    pub data: DataOptions,
     pub out: PathBuf,
     pub config: GrpoConfig,
     pub control: RunControl,
@@ -315,22 +313,9 @@ pub struct GrpoReport {
     pub first_eval: Option<f64>,
     pub last_eval: Option<f64>,
     pub resumed_from: Option<u64>,
+    /// What reading the task's dataset found (rows, layouts, skipped rows).
+    pub data: Option<ReadStats>,
 }
-
-/// One line of `eval.jsonl`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalLine {
-    pub step: u64,
-    /// Mean over prompts of the share of the k samples that are correct.
-    pub pass_at_1: f64,
-    pub k: usize,
-    pub prompts: usize,
-    pub format_rate: f64,
-    pub completion_length: f64,
-}
-
-/// Salt that makes a task's held-out prompts differ from its training ones.
-const EVAL_SALT: u64 = 0x5EED_7E57;
 
 /// The rewards a task gets when none are named.
 pub fn default_rewards(task: &Source, records: &[PromptRecord]) -> Vec<String> {
@@ -340,7 +325,7 @@ pub fn default_rewards(task: &Source, records: &[PromptRecord]) -> Vec<String> {
     };
     let verifier = if name == "countdown" || records.iter().any(|r| !r.reference.numbers.is_empty()) {
         "countdown"
-    } else if name == "listprog" || records.iter().any(|r| !r.reference.tests.is_empty()) {
+    } else if name == "listprog" || records.iter().any(|r| !r.reference.tests.is_empty() || r.reference.python.is_some()) {
         "code"
     } else {
         "accuracy"
@@ -348,16 +333,25 @@ pub fn default_rewards(task: &Source, records: &[PromptRecord]) -> Vec<String> {
     vec![verifier.to_string(), "format".to_string()]
 }
 
-/// The reward set from specs like `accuracy`, `format:0.5`, `rm:runs/rm`.
-pub fn reward_set(specs: &[String], device: &Device) -> Result<RewardSet> {
+/// The reward set from specs like `accuracy`, `format:0.5`, `rm:runs/rm`
+/// (the reasoning prompts') and `general` (the general prompts').
+pub fn reward_set(specs: &[String], general: &[String], device: &Device) -> Result<RewardSet> {
     let mut set = RewardSet::new();
-    for spec in specs {
+    for (spec, is_general) in specs.iter().map(|s| (s, false)).chain(general.iter().map(|s| (s, true))) {
         let (name, weight) = rewards::parse_weighted(spec)?;
-        let reward: Box<dyn Reward> = match name.strip_prefix("rm:") {
-            Some(dir) => Box::new(crate::reward_model::RewardModelReward::load(Path::new(dir), device)?),
-            None => rewards::reward_by_name(&name)?,
+        let model = |dir: &str, scope| -> Result<Box<dyn Reward>> {
+            Ok(Box::new(crate::reward_model::RewardModelReward::load_scoped(Path::new(dir), device, scope)?))
         };
-        set.push(reward, weight);
+        let reward: Box<dyn Reward> = match (name.strip_prefix("rm:"), name.strip_prefix("rm-answer:")) {
+            (Some(dir), _) => model(dir, crate::reward_model::Scope::Whole)?,
+            (_, Some(dir)) => model(dir, crate::reward_model::Scope::Answer)?,
+            _ => rewards::reward_by_name(&name)?,
+        };
+        if is_general {
+            set.push_general(reward, weight);
+        } else {
+            set.push(reward, weight);
+        }
     }
     if set.rewards.is_empty() {
         return Err(Error::Usage("no rewards".into()));
@@ -365,25 +359,28 @@ pub fn reward_set(specs: &[String], device: &Device) -> Result<RewardSet> {
     Ok(set)
 }
 
-/// Training and held-out prompts for `job`.
-fn prompts(job: &GrpoJob) -> Result<(Vec<PromptRecord>, Vec<PromptRecord>)> {
+/// Training and held-out prompts for `job`, and what reading the dataset found.
+fn prompts(job: &GrpoJob) -> Result<(Vec<PromptRecord>, Vec<PromptRecord>, Option<ReadStats>)> {
     let c = &job.config;
+    let mut stats = None;
     let (mut train, mut eval) = match &job.task {
         Source::Task { name, .. } => {
             let task =
                 task_by_name(name).ok_or_else(|| Error::Usage(format!("unknown task `{name}` (built-in: {})", TASK_NAMES.join(", "))))?;
-            let eval = prompt_records(task.as_ref(), c.eval_prompts, c.seed ^ EVAL_SALT);
+            let eval = prompt_records(task.as_ref(), c.eval_prompts, c.seed ^ crate::eval::EVAL_SALT);
             (prompt_records(task.as_ref(), c.train_prompts, c.seed), eval)
         }
         Source::File(path) => {
-            let mut rows = read_prompts_jsonl(path)?;
+            let set = read_prompts(path, &job.data)?;
+            stats = Some(set.stats);
+            let mut rows = set.records;
             let held = if job.eval.is_some() || c.eval_steps == 0 { 0 } else { c.eval_prompts.min(rows.len() / 5) };
             let eval = rows.split_off(rows.len() - held);
             (rows, eval)
         }
     };
     if let Some(path) = &job.eval {
-        eval = read_prompts_jsonl(path)?;
+        eval = read_prompts(path, &job.data)?.records;
     }
     // Held-out means held out: a generated test question never trains.
     let held: BTreeSet<&str> = eval.iter().map(|r| r.question()).collect();
@@ -392,142 +389,96 @@ fn prompts(job: &GrpoJob) -> Result<(Vec<PromptRecord>, Vec<PromptRecord>)> {
     if train.is_empty() {
         return Err(Error::Usage("no training prompts".into()));
     }
-    Ok((train, eval))
+    Ok((train, eval, stats))
 }
 
-/// Runs GRPO and writes the run folder.
-pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
-    let c = &job.config;
-    c.validate()?;
-    let (records, eval_records) = prompts(job)?;
-    let tokenizer = TextTokenizer::from_dir(&job.init)?;
-    let format = PromptFormat::from_name(&c.template, &tokenizer)?;
-    let encode = |records: &[PromptRecord]| -> Result<Vec<Vec<u32>>> {
-        records
-            .iter()
-            .map(|r| {
-                let ids = tokenizer.encode(&format.render_prompt(&r.messages)?)?;
-                Ok(ids[ids.len().saturating_sub(c.max_prompt_length)..].to_vec())
-            })
-            .collect()
-    };
-    let prompt_ids = encode(&records)?;
-    let eval_ids = encode(&eval_records)?;
-
-    let choice = c.device_choice()?;
-    let dtype = c.precision()?.dtype();
-    let device = choice.training_device(c.gradient_checkpointing);
-    let specs = if c.rewards.is_empty() { default_rewards(&job.task, &records) } else { c.rewards.clone() };
-    let rewards = reward_set(&specs, &choice.device())?;
-
-    fs::create_dir_all(job.out.join("checkpoints")).map_err(at(&job.out))?;
-    let resolved = toml::to_string(c).map_err(|e| Error::Config(e.to_string()))?;
-    crate::fsutil::write_atomic(&job.out.join("config.toml"), resolved.as_bytes())?;
-
-    let mut model = load_model(&job.init, &device)?.with_compute(dtype);
-    let mut reference = (c.beta > 0.0).then(|| model.valid());
-    let mut optimizer = AdamW::new(c.optim.clone());
-    let mut batcher = crate::data::Batcher::new(records.len(), c.prompts_per_step.min(records.len()), c.seed)?;
-    let mut start = 0;
-    let mut tokens_total = 0u64;
-    let mut resumed_from = None;
-    if job.control.resume {
-        if let Some(dir) = latest_checkpoint(&job.out)? {
-            let path = dir.join("trainer_state.json");
-            let text = fs::read_to_string(&path).map_err(at(&path))?;
-            let state: GrpoState = serde_json::from_str(&text).map_err(|e| Error::file(&path, e))?;
-            if state.config != *c {
-                return Err(Error::Usage(format!(
-                    "{} was written with different settings; resume with the same ones (see its trainer_state.json)",
-                    dir.display()
-                )));
-            }
-            model = load_weights(model, read_weights_dir(&dir)?, &dir)?;
-            let inner = device.clone().without_autodiff();
-            optimizer.load_state_dict(
-                state.step * c.num_iterations as u64,
-                read_safetensors(&dir.join("optimizer.safetensors"))?,
-                &inner,
-            )?;
-            if let Some(r) = reference.take() {
-                let path = dir.join("reference.safetensors");
-                reference = Some(load_weights(r, read_safetensors(&path)?, &path)?);
-            }
-            batcher.restore(state.data)?;
-            start = state.step;
-            tokens_total = state.tokens;
-            resumed_from = Some(state.step);
+impl GrpoConfig {
+    fn cadence(&self) -> Cadence {
+        Cadence {
+            max_steps: self.max_steps,
+            logging_steps: self.logging_steps,
+            eval_steps: self.eval_steps,
+            save_steps: self.save_steps,
+            save_total_limit: self.save_total_limit,
         }
     }
-    let metrics_path = job.out.join("metrics.jsonl");
-    let eval_path = job.out.join("eval.jsonl");
-    truncate_metrics(&metrics_path, start)?;
-    truncate_metrics(&eval_path, start)?;
-    let open = |path: &Path| fs::OpenOptions::new().create(true).append(true).open(path).map_err(at(path));
-    let mut metrics = open(&metrics_path)?;
-    let mut evals = open(&eval_path)?;
-    // The engine holds the policy's current weights: handed over once here
-    // and once after each update, then used by sampling and evaluation alike.
-    let mut engine = rollout::Engine::new(c.runtime_rollouts()?);
-    engine.refresh(&model, &tokenizer)?;
 
-    let mut report = GrpoReport { resumed_from, ..GrpoReport::default() };
-    let mut write_eval = |model: &CausalLm, engine: &mut rollout::Engine, step: u64| -> Result<Option<f64>> {
-        if c.eval_steps == 0 || eval_ids.is_empty() {
-            return Ok(None);
+    /// The held-out evaluation at `step`: `eval_samples` per prompt at the
+    /// evaluation's temperature and top-p.
+    fn eval_config(&self, step: u64) -> EvalConfig {
+        let sampling = self.sampling(mix(self.seed ^ crate::eval::EVAL_SALT, step, 0));
+        EvalConfig {
+            samples: self.eval_samples,
+            generation: GenerateConfig { temperature: self.eval_temperature, top_p: self.eval_top_p, top_k: 0, ..sampling },
+            ..EvalConfig::default()
         }
-        let line = evaluate(model, engine, &tokenizer, &eval_ids, &eval_records, c, step)?;
-        let json = serde_json::to_string(&line).map_err(|e| Error::Config(e.to_string()))?;
-        writeln!(evals, "{json}").and_then(|_| evals.flush()).map_err(at(&eval_path))?;
-        Ok(Some(line.pass_at_1))
-    };
-    if start == 0 {
-        report.first_eval = write_eval(&model, &mut engine, 0)?;
+    }
+}
+
+/// GRPO as a [`Stage`] of the shared loop: a step samples and scores groups,
+/// builds the rows the update trains on, and takes μ optimizer steps.
+struct GrpoStage<'t> {
+    config: GrpoConfig,
+    tokenizer: &'t TextTokenizer,
+    records: Vec<PromptRecord>,
+    prompt_ids: Vec<Vec<u32>>,
+    eval: EvalSet,
+    rewards: RewardSet,
+    engine: rollout::Engine,
+    batcher: crate::data::Batcher,
+    /// π_ref (β > 0 only).
+    reference: Option<CausalLm>,
+    /// Output tokens sampled so far.
+    tokens: u64,
+    pad: u32,
+}
+
+/// What a GRPO checkpoint records besides step and settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GrpoState {
+    pub data: DataPosition,
+    /// Output tokens sampled so far.
+    pub tokens: u64,
+}
+
+impl Stage for GrpoStage<'_> {
+    type Config = GrpoConfig;
+    type State = GrpoState;
+
+    fn config(&self) -> &GrpoConfig {
+        &self.config
     }
 
-    let bar = progress_bar(c.max_steps, start, job.control.progress);
-    let end = job.control.stop_after.map_or(c.max_steps, |n| (start + n).min(c.max_steps));
-    let settings = c.settings();
-    let pad = tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0);
-    for step in start..end {
+    fn cadence(&self) -> Cadence {
+        self.config.cadence()
+    }
+
+    fn step(&mut self, policy: &mut Policy, step: u64) -> Result<Metrics> {
+        let c = &self.config;
         let began = Instant::now();
         // 1–2. Sample groups from π_old and score them.
-        let rollouts = sample_groups(&model, &mut engine, &tokenizer, &rewards, &mut batcher, &prompt_ids, &records, c, step)?;
-        let gen_seconds = rollouts.gen_seconds;
-        tokens_total += rollouts.new_tokens as u64;
+        let rollouts = sample_groups(
+            &policy.model,
+            &mut self.engine,
+            self.tokenizer,
+            &self.rewards,
+            &mut self.batcher,
+            &self.prompt_ids,
+            &self.records,
+            c,
+            step,
+        )?;
+        self.tokens += rollouts.new_tokens as u64;
         let mut line = rollouts.metrics();
         // 3. Advantages, then the rows the update trains on.
-        let kept_rewards: Vec<f32> = rollouts.kept.iter().flat_map(|g| g.samples.iter().map(|s| s.reward)).collect();
-        let advantages = objective::advantages(&kept_rewards, c.num_generations, c.scale_rewards, EPS_STD);
-        let mut rows = Vec::with_capacity(advantages.len());
-        for (sample, &advantage) in rollouts.kept.iter().flat_map(|g| g.samples.iter().map(move |s| (g, s))).zip(&advantages) {
-            let (group, sample) = sample;
-            let counts = !(c.mask_truncated && sample.finish == Finish::Length) && !sample.ids.is_empty();
-            let mut ids = prompt_ids[group.prompt].clone();
-            let first_target = ids.len();
-            ids.extend(&sample.ids);
-            rows.push(TrainRow { ids, first_target, counts, advantage });
-        }
-        // Similar lengths together: less padding per micro-batch.
-        rows.sort_by_key(|r| r.ids.len());
-        let normalizer = Normalizer {
-            sequences: rows.len(),
-            tokens: rows.iter().filter(|r| r.counts).map(|r| r.ids.len() - r.first_target).sum(),
-            max_completion_length: c.max_completion_length,
-        };
+        let (rows, normalizer) = build_rows(&rollouts, &self.prompt_ids, c);
         // 4. The update.
         let train_began = Instant::now();
-        let update = if normalizer.tokens > 0 {
-            Some(update(&mut model, &mut optimizer, reference.as_ref(), &rows, pad, &settings, &normalizer, c, step)?)
-        } else {
-            None
-        };
-        let train_seconds = train_began.elapsed().as_secs_f64();
-        if update.is_some() {
-            engine.refresh(&model, &tokenizer)?;
-        }
-        if let Some(u) = &update {
+        if normalizer.tokens > 0 {
+            let u = update(policy, self.reference.as_ref(), &rows, self.pad, &normalizer, c, step)?;
+            self.engine.refresh(&policy.model, self.tokenizer)?;
             let tokens = u.stats.tokens.max(1.0);
+            let seconds = train_began.elapsed().as_secs_f64();
             line.insert("loss".into(), u.loss);
             line.insert("grad_norm".into(), u.grad_norm);
             line.insert("lr".into(), u.lr);
@@ -535,53 +486,126 @@ pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
             line.insert("clip_low".into(), u.stats.clip_low / (tokens * c.num_iterations as f64));
             line.insert("clip_high".into(), u.stats.clip_high / (tokens * c.num_iterations as f64));
             line.insert("entropy".into(), u.entropy / tokens);
-            line.insert("train_tokens_per_s".into(), normalizer.tokens as f64 * c.num_iterations as f64 / train_seconds.max(1e-9));
+            line.insert("train_tokens_per_s".into(), normalizer.tokens as f64 * c.num_iterations as f64 / seconds.max(1e-9));
         }
-        if let Some(r) = reference.as_mut() {
+        if let Some(r) = self.reference.as_mut() {
             if c.ref_reset_every > 0 && (step + 1) % c.ref_reset_every == 0 {
-                *r = model.valid();
+                *r = policy.model.valid();
             }
         }
         let step_seconds = began.elapsed().as_secs_f64();
-        line.insert("gen_tokens_per_s".into(), rollouts.new_tokens as f64 / gen_seconds.max(1e-9));
-        line.insert("gen_time_share".into(), gen_seconds / step_seconds.max(1e-9));
+        line.insert("gen_tokens_per_s".into(), rollouts.new_tokens as f64 / rollouts.gen_seconds.max(1e-9));
+        line.insert("gen_time_share".into(), rollouts.gen_seconds / step_seconds.max(1e-9));
         line.insert("step_time_s".into(), step_seconds);
-        // 5. Log, evaluate, checkpoint.
-        if (step + 1) % c.logging_steps == 0 || step + 1 == c.max_steps {
-            let mut json = serde_json::Map::new();
-            json.insert("step".into(), (step + 1).into());
-            for (k, v) in &line {
-                json.insert(k.clone(), serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into));
-            }
-            writeln!(metrics, "{}", serde_json::Value::Object(json)).and_then(|_| metrics.flush()).map_err(at(&metrics_path))?;
-        }
-        bar.set_position(step + 1);
-        let get = |k: &str| line.get(k).copied().unwrap_or(f64::NAN);
-        bar.set_message(format!(
-            "reward {:.3}  acc {:.2}  len {:.0}  kl {:.4}",
-            get("reward"),
-            get("accuracy"),
-            get("completion_length"),
-            get("kl")
-        ));
-        if (c.eval_steps > 0 && (step + 1) % c.eval_steps == 0) || step + 1 == c.max_steps {
-            report.last_eval = write_eval(&model, &mut engine, step + 1)?.or(report.last_eval);
-        }
-        if (step + 1) % c.save_steps == 0 || step + 1 == c.max_steps {
-            let state = GrpoState { step: step + 1, data: batcher.position(), config: c.clone(), tokens: tokens_total };
-            let json = serde_json::to_string_pretty(&state).map_err(|e| Error::Config(e.to_string()))?;
-            let extra: Vec<(&str, _)> = reference.iter().map(|r| ("reference.safetensors", state_dict(r))).collect();
-            write_checkpoint(&job.out, step + 1, &model, &optimizer, &tokenizer, &json, &extra)?;
-            prune_checkpoints(&job.out, c.save_total_limit)?;
-        }
+        Ok(line)
     }
-    bar.finish_and_clear();
-    if end == c.max_steps {
-        save_model(&model, &job.out, special_ids(&tokenizer))?;
-        tokenizer.save_dir(&job.out)?;
+
+    fn state(&self) -> GrpoState {
+        GrpoState { data: self.batcher.position(), tokens: self.tokens }
     }
-    report.steps = end;
-    Ok(report)
+
+    fn restore(&mut self, state: GrpoState, dir: &Path, policy: &Policy) -> Result<()> {
+        if let Some(r) = self.reference.take() {
+            let path = dir.join("reference.safetensors");
+            self.reference = Some(load_weights(r, read_safetensors(&path)?, &path)?);
+        }
+        self.batcher.restore(state.data)?;
+        self.tokens = state.tokens;
+        self.engine.refresh(&policy.model, self.tokenizer)
+    }
+
+    fn optimizer_steps(&self, step: u64) -> u64 {
+        step * self.config.num_iterations as u64
+    }
+
+    fn evaluate(&mut self, policy: &Policy, step: u64) -> Result<Option<Metrics>> {
+        if self.eval.is_empty() {
+            return Ok(None);
+        }
+        let config = self.config.eval_config(step);
+        let e = crate::eval::evaluate(&mut self.engine, Some(&policy.model), self.tokenizer, &self.eval, &config)?;
+        Ok(Some(e.report.metrics()))
+    }
+
+    fn checkpoint_files(&self) -> Vec<(&'static str, BTreeMap<String, HostTensor>)> {
+        self.reference.iter().map(|r| ("reference.safetensors", state_dict(r))).collect()
+    }
+
+    fn progress(&self, m: &Metrics) -> String {
+        let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+        format!("reward {:.3}  acc {:.2}  len {:.0}  kl {:.4}", get("reward"), get("accuracy"), get("completion_length"), get("kl"))
+    }
+}
+
+/// Runs GRPO and writes the run folder.
+pub fn grpo(job: &GrpoJob) -> Result<GrpoReport> {
+    let c = &job.config;
+    c.validate()?;
+    let (records, eval_records, data) = prompts(job)?;
+    let tokenizer = TextTokenizer::from_dir(&job.init)?;
+    let format = PromptFormat::from_name(&c.template, &tokenizer)?;
+    let prompt_ids = crate::eval::encode_prompts(&records, &tokenizer, &format, c.max_prompt_length)?;
+    let eval = EvalSet::new(eval_records, &tokenizer, &format, c.max_prompt_length)?;
+
+    let choice = c.device_choice()?;
+    let device = choice.training_device(c.gradient_checkpointing);
+    let specs = if c.rewards.is_empty() { default_rewards(&job.task, &records) } else { c.rewards.clone() };
+    let rewards = reward_set(&specs, &c.general_rewards, &choice.device())?;
+    let general = records.iter().filter(|r| r.reference.general).count();
+    if general > 0 && !rewards.has_general() {
+        return Err(Error::Usage(format!(
+            "{general} of the prompts are general (kind = \"general\") but no general_rewards judge them (e.g. --general-reward rm:<dir>)"
+        )));
+    }
+    let model = load_model(&job.init, &device)?.with_compute(c.precision()?.dtype());
+    let mut engine = rollout::Engine::new(c.runtime_rollouts()?);
+    // The engine holds the policy's current weights: handed over here and
+    // after each update, then used by sampling and evaluation alike.
+    engine.refresh(&model, &tokenizer)?;
+    let mut stage = GrpoStage {
+        config: c.clone(),
+        tokenizer: &tokenizer,
+        batcher: crate::data::Batcher::new(records.len(), c.prompts_per_step.min(records.len()), c.seed)?,
+        records,
+        prompt_ids,
+        eval,
+        rewards,
+        engine,
+        reference: (c.beta > 0.0).then(|| model.valid()),
+        tokens: 0,
+        pad: tokenizer.pad_id().or(tokenizer.eos_id()).unwrap_or(0),
+    };
+    let mut policy = Policy::new(model, AdamW::new(c.optim.clone()));
+    let r = run(&mut stage, &mut policy, &tokenizer, &job.out, job.control)?;
+    let pass = |m: &Option<Metrics>| m.as_ref().and_then(|m| m.get("pass_at_1").copied());
+    Ok(GrpoReport { steps: r.steps, first_eval: pass(&r.first_eval), last_eval: pass(&r.last_eval), resumed_from: r.resumed_from, data })
+}
+
+/// Step 3: group-relative advantages of the kept groups, and the rows the
+/// update trains on (prompt then output), shortest first so micro-batches
+/// pad little; with the step's token counts for the loss's normaliser.
+fn build_rows(rollouts: &Rollouts, prompt_ids: &[Vec<u32>], c: &GrpoConfig) -> (Vec<TrainRow>, Normalizer) {
+    let kept: Vec<(&Group, &Scored)> = rollouts.kept.iter().flat_map(|g| g.samples.iter().map(move |s| (g, s))).collect();
+    let rewards: Vec<f32> = kept.iter().map(|(_, s)| s.reward).collect();
+    let advantages = objective::advantages(&rewards, c.num_generations, c.scale_rewards, EPS_STD);
+    let mut rows: Vec<TrainRow> = kept
+        .iter()
+        .zip(&advantages)
+        .map(|((group, sample), &advantage)| {
+            let counts = !(c.mask_truncated && sample.finish == Finish::Length) && !sample.ids.is_empty();
+            let mut ids = prompt_ids[group.prompt].clone();
+            let first_target = ids.len();
+            ids.extend(&sample.ids);
+            TrainRow { ids, first_target, counts, advantage }
+        })
+        .collect();
+    rows.sort_by_key(|r| r.ids.len());
+    let normalizer = Normalizer {
+        sequences: rows.len(),
+        tokens: rows.iter().filter(|r| r.counts).map(|r| r.ids.len() - r.first_target).sum(),
+        max_completion_length: c.max_completion_length,
+    };
+    (rows, normalizer)
 }
 
 /// One scored output.
@@ -595,6 +619,8 @@ pub struct Scored {
     pub by_reward: Vec<f32>,
     pub correct: bool,
     pub formatted: bool,
+    /// The answer and the reference could not be compared (scored wrong).
+    pub uncomparable: bool,
 }
 
 /// A question's G outputs.
@@ -626,6 +652,7 @@ struct SampleStats {
     by_reward: Vec<f32>,
     correct: bool,
     formatted: bool,
+    uncomparable: bool,
     reflections: usize,
 }
 
@@ -643,12 +670,14 @@ impl Rollouts {
             m.insert(format!("rewards/{name}"), mean(&|s| s.by_reward[i] as f64));
         }
         m.insert("accuracy".into(), mean(&|s| s.correct as u8 as f64));
+        m.insert("rewards/accuracy_uncomparable".into(), mean(&|s| s.uncomparable as u8 as f64));
         m.insert("format_rate".into(), mean(&|s| s.formatted as u8 as f64));
         m.insert("completion_length".into(), mean(&|s| s.length as f64));
         m.insert("completion_length_min".into(), self.all.iter().map(|s| s.length).min().unwrap_or(0) as f64);
         m.insert("completion_length_max".into(), self.all.iter().map(|s| s.length).max().unwrap_or(0) as f64);
         m.insert("truncated".into(), mean(&|s| s.truncated as u8 as f64));
-        m.insert("reflection_rate".into(), mean(&|s| s.reflections as f64));
+        m.insert("reflection_rate".into(), mean(&|s| (s.reflections > 0) as u8 as f64));
+        m.insert("reflection_words".into(), mean(&|s| s.reflections as f64));
         m.insert("zero_variance_groups".into(), self.zero_variance as f64 / self.sampled.max(1) as f64);
         m.insert("groups".into(), self.kept.len() as f64);
         m
@@ -688,6 +717,7 @@ pub fn score(
     };
     let correct = reuse("accuracy", &rewards::Accuracy)?;
     let formatted = reuse("format", &rewards::Format)?;
+    let uncomparable = rewards::accuracy::uncomparable(&samples);
     drop(samples);
     let mut groups: Vec<Group> = Vec::new();
     for (i, c) in completions.into_iter().enumerate() {
@@ -700,6 +730,7 @@ pub fn score(
             by_reward: scores.by_reward.iter().map(|(_, s)| s[i]).collect(),
             correct: correct[i] >= 1.0,
             formatted: formatted[i] >= 1.0,
+            uncomparable: uncomparable[i],
             ids: c.ids,
             text: c.text,
             finish: c.finish,
@@ -741,7 +772,7 @@ fn sample_groups(
         chosen.truncate(want);
         let ids: Vec<Vec<u32>> = chosen.iter().map(|&i| prompt_ids[i].clone()).collect();
         let began = Instant::now();
-        let completions = engine.generate(model, tokenizer, &ids, c.num_generations, &c.sampling(mix(c.seed, step, round as u64)))?;
+        let completions = engine.generate(Some(model), tokenizer, &ids, c.num_generations, &c.sampling(mix(c.seed, step, round as u64)))?;
         out.gen_seconds += began.elapsed().as_secs_f64();
         out.new_tokens += completions.iter().map(|c| c.ids.len()).sum::<usize>();
         for group in score(rewards, records, &chosen, completions, c.num_generations)? {
@@ -756,6 +787,7 @@ fn sample_groups(
                 by_reward: s.by_reward.clone(),
                 correct: s.correct,
                 formatted: s.formatted,
+                uncomparable: s.uncomparable,
                 reflections: rewards::format::reflection_words(&s.text),
             }));
             // Without dynamic sampling every group is kept: its zero
@@ -849,38 +881,36 @@ struct UpdateStats {
 }
 
 /// Step 4: μ optimizer steps on the batch.
-#[allow(clippy::too_many_arguments)]
 fn update(
-    model: &mut CausalLm,
-    optimizer: &mut AdamW,
+    policy: &mut Policy,
     reference: Option<&CausalLm>,
     rows: &[TrainRow],
     pad: u32,
-    s: &Settings,
     n: &Normalizer,
     c: &GrpoConfig,
     step: u64,
 ) -> Result<UpdateStats> {
+    let s = &c.settings();
     let micros: Vec<Micro> = rows.chunks(c.per_device_train_batch_size).map(|r| Micro::new(r, pad)).collect();
     let t = c.temperature;
     // log π_old: the policy before this step's first update. With μ = 1 the
     // ratio's value is 1 and only its gradient matters, so the detached
     // log π_θ of that very forward serves (no extra pass).
     let old: Option<Vec<Vec<f32>>> = (c.num_iterations > 1).then(|| {
-        let frozen = model.valid();
+        let frozen = policy.model.valid();
         micros.iter().map(|m| host(token_logprobs(&frozen, m, t, false).0)).collect()
     });
     let refs: Option<Vec<Vec<f32>>> =
         reference.filter(|_| s.beta != 0.0).map(|r| micros.iter().map(|m| host(token_logprobs(r, m, t, false).0)).collect());
 
-    let device = model.device();
+    let device = policy.model.device();
     let mut out = UpdateStats { loss: 0.0, grad_norm: 0.0, lr: 0.0, stats: TokenStats::default(), entropy: 0.0 };
     for iteration in 0..c.num_iterations {
         let mut grads = GradSum::default();
         let mut loss = 0.0;
         for (k, micro) in micros.iter().enumerate() {
             let first = iteration == 0;
-            let (logp, entropy) = token_logprobs(model, micro, t, first);
+            let (logp, entropy) = token_logprobs(&policy.model, micro, t, first);
             let old_logp = match &old {
                 Some(old) => micro.floats(&old[k], micro.len, &device),
                 None => logp.clone().detach(),
@@ -895,8 +925,12 @@ fn update(
             };
             let o = objective::loss(terms, s, n);
             let mut g = o.loss.backward();
-            loss += crate::train::scalar(o.loss.inner());
-            grads.add(take_grads(&*model, &mut g));
+            let value = crate::run::scalar(o.loss.inner());
+            if !value.is_finite() {
+                return Err(Error::Usage(format!("step {}: the loss is {value}; the run stopped before updating, and its last checkpoint is intact", step + 1)));
+            }
+            loss += value;
+            grads.add(take_grads(&policy.model, &mut g));
             let stats =
                 TokenStats::measure(&host(o.ratio.inner()), o.kl.map(|k| host(k.inner())).as_deref(), &micro.mask, &micro.advantages, s);
             if first {
@@ -911,41 +945,10 @@ fn update(
         }
         let updates = c.max_steps * c.num_iterations as u64;
         let lr = c.optim.lr_at(step * c.num_iterations as u64 + iteration as u64, updates);
-        let taken = std::mem::replace(model, model.clone());
-        let (updated, stats) = optimizer.step(taken, grads, lr);
-        *model = updated;
+        let stats = policy.update(grads, lr, step + 1)?;
         out.loss = loss;
         out.grad_norm = stats.grad_norm;
         out.lr = lr;
     }
     Ok(out)
-}
-
-/// pass@1 over `eval_samples` samples of each held-out prompt.
-fn evaluate(
-    model: &CausalLm,
-    engine: &mut rollout::Engine,
-    tokenizer: &TextTokenizer,
-    prompt_ids: &[Vec<u32>],
-    records: &[PromptRecord],
-    c: &GrpoConfig,
-    step: u64,
-) -> Result<EvalLine> {
-    let sampling =
-        GenerateConfig { temperature: c.eval_temperature, top_p: c.eval_top_p, top_k: 0, ..c.sampling(mix(c.seed ^ EVAL_SALT, step, 0)) };
-    let completions = engine.generate(model, tokenizer, prompt_ids, c.eval_samples, &sampling)?;
-    let n = completions.len().max(1) as f64;
-    let length = completions.iter().map(|c| c.ids.len()).sum::<usize>() as f64 / n;
-    let index: Vec<usize> = (0..records.len()).collect();
-    let groups = score(&RewardSet::new().with(rewards::Accuracy, 1.0), records, &index, completions, c.eval_samples)?;
-    let all = groups.iter().flat_map(|g| &g.samples);
-    let (correct, formatted) = all.fold((0usize, 0usize), |(a, f), s| (a + s.correct as usize, f + s.formatted as usize));
-    Ok(EvalLine {
-        step,
-        pass_at_1: correct as f64 / n,
-        k: c.eval_samples,
-        prompts: records.len(),
-        format_rate: formatted as f64 / n,
-        completion_length: length,
-    })
 }

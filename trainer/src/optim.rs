@@ -122,6 +122,11 @@ impl AdamW {
     pub fn step<M: burn::module::Module>(&mut self, module: M, grads: GradSum, lr: f64) -> (M, StepStats) {
         let grads = grads.grads;
         let grad_norm = global_norm(&grads);
+        if !grad_norm.is_finite() {
+            // A NaN or infinite gradient would poison every weight and both
+            // moments: leave them as they were, and let the caller stop.
+            return (module, StepStats { grad_norm, lr });
+        }
         let max = self.config.max_grad_norm;
         let clip = if max > 0.0 && grad_norm > max { max / (grad_norm + 1e-6) } else { 1.0 };
         self.steps += 1;

@@ -2,7 +2,7 @@
 //! `metrics.jsonl` (and `eval.jsonl` when there is one) and draws each chart as
 //! a PNG and an SVG with plotters.
 //!
-//! The charts are those one watches in an R1-style run (R1-METHOD.md §3):
+//! The charts are those one watches in an R1-style run (docs/method.md, GRPO):
 //! reward (mean and per reward function), accuracy (training, and eval pass@1),
 //! the average length per response (DeepSeek-R1, Figure 3: it should grow as
 //! the model learns to think longer), and KL and entropy. A run without a
@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::error::{at, Error, Result};
 use crate::fsutil::write_atomic;
+use crate::jsonl;
 
 /// How the charts are drawn.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,19 +71,45 @@ pub fn plot_run_with(run: &Path, out: Option<&Path>, options: &PlotOptions) -> R
             "nothing to plot: none of reward, rewards/*, accuracy, completion_length, kl, entropy, loss",
         ));
     }
-    register_font()?;
     let dir = out.map_or_else(|| run.join("plots"), Path::to_path_buf);
-    std::fs::create_dir_all(&dir).map_err(at(&dir))?;
+    write_charts(&charts, &dir, options.smoothing)
+}
+
+/// Writes each chart as `<dir>/<name>.png` and `.svg`; returns the paths.
+fn write_charts(charts: &[Chart], dir: &Path, smoothing: f64) -> Result<Vec<PathBuf>> {
+    register_font()?;
+    std::fs::create_dir_all(dir).map_err(at(dir))?;
     let mut written = Vec::with_capacity(2 * charts.len());
-    for chart in &charts {
+    for chart in charts {
         let png = dir.join(format!("{}.png", chart.name));
-        write_atomic(&png, &render_png(chart, options.smoothing).map_err(at(&png))?)?;
+        write_atomic(&png, &render_png(chart, smoothing).map_err(at(&png))?)?;
         written.push(png);
         let svg = dir.join(format!("{}.svg", chart.name));
-        write_atomic(&svg, render_svg(chart, options.smoothing).map_err(at(&svg))?.as_bytes())?;
+        write_atomic(&svg, render_svg(chart, smoothing).map_err(at(&svg))?.as_bytes())?;
         written.push(svg);
     }
     Ok(written)
+}
+
+/// One line of an x-y chart ([`plot_xy`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A chart of `series` against an axis other than the step (accuracy
+/// against think budget, student against teacher, ...), drawn with a dot at
+/// each point, as `<dir>/<name>.png` and `.svg`; returns the paths.
+pub fn plot_xy(dir: &Path, name: &str, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<Vec<PathBuf>> {
+    let marks = series.iter().enumerate().map(|(i, s)| Mark::dots(&s.label, color(i), &s.points)).collect();
+    let mut panel = Panel::new(title, y_label, SeriesLabelPosition::LowerRight, marks)
+        .ok_or_else(|| Error::Usage(format!("{name}: nothing to plot")))?;
+    panel.x_label = Some(x_label.into());
+    // Rates and accuracies on a fixed [0, 1] axis, so runs compare at a glance.
+    panel.unit_interval = series.iter().flat_map(|s| &s.points).all(|&(_, y)| (0.0..=1.0).contains(&y));
+    let chart = Chart { name: name.into(), panels: vec![panel] };
+    write_charts(&[chart], dir, 0.0)
 }
 
 // ---------------------------------------------------------------------------
@@ -109,7 +136,8 @@ const LARGEST: f64 = 1e300;
 /// `step`. Other keys with a finite number become series; `null`, NaN,
 /// infinities and non-numeric values (strings, booleans, lists) are skipped
 /// for that line. Python's `json` writes NaN and infinities as bare `NaN` /
-/// `Infinity`, which are not JSON; they are read as `null`.
+/// `Infinity`, which are not JSON; they are read as `null`. A last line that
+/// is still being written (a live run) is left out.
 ///
 /// A step logged twice (a run resumed from an earlier checkpoint) keeps the
 /// later line's value.
@@ -117,27 +145,20 @@ fn read_log(path: &Path) -> Result<Log> {
     let file = File::open(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     let mut log = Log::default();
     let mut lines = 0;
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_error = |message: String| Error::Line { path: path.to_path_buf(), line: i + 1, message };
-        let line = line.map_err(|e| line_error(format!("cannot read: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        lines += 1;
-        let value: Value = serde_json::from_str(&non_finite_to_null(&line)).map_err(|e| line_error(format!("not JSON: {e}")))?;
-        let Value::Object(fields) = value else {
-            return Err(line_error("expected a JSON object".into()));
-        };
+    jsonl::read_lines(BufReader::new(file), path, jsonl::Tail::SkipIncomplete, |_, line| {
+        let fields = jsonl::object(line)?;
         let step = match fields.get("step") {
-            Some(v) => number(v).ok_or_else(|| line_error(format!("\"step\" is not a finite number: {v}")))?,
-            None => return Err(line_error("no \"step\"".into())),
+            Some(v) => number(v).ok_or_else(|| format!("\"step\" is not a finite number: {v}"))?,
+            None => return Err("no \"step\"".into()),
         };
+        lines += 1;
         for (key, value) in &fields {
             if let (false, Some(v)) = (key == "step", number(value)) {
                 log.series.entry(key.clone()).or_default().push((step, v));
             }
         }
-    }
+        Ok(())
+    })?;
     if lines == 0 {
         return Err(Error::file(path, "empty: no metrics logged yet"));
     }
@@ -161,36 +182,6 @@ fn number(v: &Value) -> Option<f64> {
     v.as_f64().filter(|x| x.abs() <= LARGEST)
 }
 
-/// Replaces the bare `NaN`, `Infinity` and `-Infinity` tokens that Python's
-/// `json` writes (outside strings) by `null`, so that the line parses.
-fn non_finite_to_null(line: &str) -> std::borrow::Cow<'_, str> {
-    if !line.contains("NaN") && !line.contains("Infinity") {
-        return line.into();
-    }
-    let mut out = String::with_capacity(line.len());
-    let (mut in_string, mut escaped) = (false, false);
-    let mut rest = line;
-    while let Some(c) = rest.chars().next() {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if let Some(token) = ["-Infinity", "Infinity", "-NaN", "NaN"].iter().find(|t| rest.starts_with(**t)) {
-            out.push_str("null");
-            rest = &rest[token.len()..];
-            continue;
-        }
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out.into()
-}
-
 // ---------------------------------------------------------------------------
 // What each chart shows
 
@@ -198,15 +189,17 @@ fn non_finite_to_null(line: &str) -> std::borrow::Cow<'_, str> {
 #[derive(Debug)]
 struct Chart {
     /// File stem: `reward`, `accuracy`, `length`, `kl_entropy`, `loss`.
-    name: &'static str,
+    name: String,
     panels: Vec<Panel>,
 }
 
 /// One set of axes.
 #[derive(Debug)]
 struct Panel {
-    title: &'static str,
-    y_label: &'static str,
+    title: String,
+    y_label: String,
+    /// `None`: the x axis is the training step.
+    x_label: Option<String>,
     /// The y axis always covers [0, 1] (rates and accuracies), so that progress
     /// reads the same on every run.
     unit_interval: bool,
@@ -271,16 +264,16 @@ impl Mark {
 }
 
 impl Panel {
-    fn new(title: &'static str, y_label: &'static str, legend: SeriesLabelPosition, marks: Vec<Option<Mark>>) -> Option<Panel> {
+    fn new(title: &str, y_label: &str, legend: SeriesLabelPosition, marks: Vec<Option<Mark>>) -> Option<Panel> {
         let marks: Vec<Mark> = marks.into_iter().flatten().collect();
-        (!marks.is_empty()).then_some(Panel { title, y_label, unit_interval: false, legend, marks })
+        (!marks.is_empty()).then(|| Panel { title: title.into(), y_label: y_label.into(), x_label: None, unit_interval: false, legend, marks })
     }
 }
 
 impl Chart {
-    fn new(name: &'static str, panels: Vec<Option<Panel>>) -> Option<Chart> {
+    fn new(name: &str, panels: Vec<Option<Panel>>) -> Option<Chart> {
         let panels: Vec<Panel> = panels.into_iter().flatten().collect();
-        (!panels.is_empty()).then_some(Chart { name, panels })
+        (!panels.is_empty()).then(|| Chart { name: name.into(), panels })
     }
 }
 
@@ -454,10 +447,11 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, 
     let (y0, y1) = y_range(&extent, panel.unit_interval);
     let smoothed = smoothing > 0.0
         && panel.marks.iter().any(|m| matches!(&m.kind, MarkKind::Line { points, smooth: true } if points.len() >= MIN_SMOOTHED_POINTS));
-    let x_label = if smoothed { format!("step   (solid: EMA {smoothing} of the faint raw values)") } else { "step".to_string() };
+    let step = panel.x_label.as_deref().unwrap_or("step");
+    let x_label = if smoothed { format!("{step}   (solid: EMA {smoothing} of the faint raw values)") } else { step.to_string() };
 
     let mut axes = ChartBuilder::on(area)
-        .caption(panel.title, (FAMILY, 24))
+        .caption(&panel.title, (FAMILY, 24))
         .margin(12)
         .margin_right(28)
         .x_label_area_size(50)
@@ -465,7 +459,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel, 
         .build_cartesian_2d(x0..x1, y0..y1)?;
     axes.configure_mesh()
         .x_desc(x_label)
-        .y_desc(panel.y_label)
+        .y_desc(&panel.y_label)
         .axis_desc_style((FAMILY, 17))
         .label_style((FAMILY, 15))
         .x_label_formatter(&|v| tick(*v))
@@ -834,6 +828,7 @@ mod tests {
 
     #[test]
     fn bare_non_finite_tokens_become_null_outside_strings_only() {
+        use crate::jsonl::non_finite_to_null;
         assert_eq!(non_finite_to_null("{\"a\": 1}"), "{\"a\": 1}");
         assert_eq!(
             non_finite_to_null("{\"NaN\": NaN, \"b\": [-Infinity,Infinity], \"c\": \"x\\\" NaN\"}"),

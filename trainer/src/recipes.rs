@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::load_model;
 use crate::config::{read_config, Config};
-use crate::data::{pack, read_corpus, read_prompts_jsonl, read_sft_jsonl, tokenize_sft, PromptFormat, SftRecord};
+use crate::data::{pack, read_corpus, read_examples, read_prompts_for_sampling, tokenize_sft, DataOptions, PromptFormat, ReadStats, SftRecord};
 use crate::device::DeviceChoice;
 use crate::generate::{Finish, GenerateConfig, GenerateStats};
 use crate::error::{Error, Result};
@@ -119,6 +119,8 @@ pub fn pretrain(job: &PretrainJob) -> Result<TrainReport> {
 pub struct SftJob {
     pub init: PathBuf,
     pub data: Source,
+    /// How a dataset file is read: columns, split, bad rows.
+    pub data_options: DataOptions,
     /// Prompt format name (`auto`, `r1-zero`, `chatml`, `chat`, `raw`, ...).
     pub template: String,
     pub out: PathBuf,
@@ -126,30 +128,65 @@ pub struct SftJob {
     pub control: RunControl,
 }
 
-/// Supervised fine-tuning: loss on the response tokens only.
-pub fn sft(job: &SftJob) -> Result<TrainReport> {
+/// How an SFT run went: the training, and what became of the examples.
+#[derive(Clone, Debug)]
+pub struct SftReport {
+    pub train: TrainReport,
+    /// What reading the dataset found (`None` for a built-in task).
+    pub data: Option<ReadStats>,
+    /// Examples read.
+    pub examples: usize,
+    /// Examples cut at `max_seq_length` (trained on their first tokens).
+    pub truncated: usize,
+    /// Examples left out: their prompt fills `max_seq_length`, leaving no
+    /// reply token to learn.
+    pub too_long: usize,
+}
+
+/// Supervised fine-tuning: loss on the response tokens only. Examples are
+/// tokenized as they are read (a dataset is never held in memory whole, nor
+/// a long example's text beyond the tokens it keeps).
+pub fn sft(job: &SftJob) -> Result<SftReport> {
     let tokenizer = TextTokenizer::from_dir(&job.init)?;
     let format = PromptFormat::from_name(&job.template, &tokenizer)?;
-    let records: Vec<SftRecord> = match &job.data {
-        Source::File(path) => read_sft_jsonl(path)?,
-        Source::Task { name, examples } => sft_records(task(name)?.as_ref(), *examples, job.train.seed),
-    };
     let max_len = job.train.max_seq_length + 1;
-    let mut rows = Vec::with_capacity(records.len());
-    for record in &records {
-        let t = tokenize_sft(record, &tokenizer, &format, max_len)?;
+    let mut rows = Vec::new();
+    let (mut examples, mut truncated, mut too_long) = (0, 0, 0);
+    let mut add = |record: SftRecord| -> Result<()> {
+        examples += 1;
+        let t = tokenize_sft(&record, &tokenizer, &format, max_len)?;
+        truncated += usize::from(t.truncated);
         if t.num_targets() > 0 {
             rows.push(Row { ids: t.ids, targets: t.loss_mask });
+        } else {
+            too_long += 1;
         }
-    }
+        Ok(())
+    };
+    let data = match &job.data {
+        Source::File(path) => Some(read_examples(path, &job.data_options, &mut add)?),
+        Source::Task { name, examples } => {
+            for record in sft_records(task(name)?.as_ref(), *examples, job.train.seed) {
+                add(record)?;
+            }
+            None
+        }
+    };
     if rows.is_empty() {
-        return Err(Error::Usage(format!("no example has a response within {max_len} tokens")));
+        let what = match &job.data {
+            Source::File(path) => path.display().to_string(),
+            Source::Task { name, .. } => format!("task {name}"),
+        };
+        return Err(Error::Usage(format!(
+            "{what}: none of its {examples} examples has a reply within {max_len} tokens (their prompts fill max_seq_length {}); raise --seq-len",
+            job.train.max_seq_length
+        )));
     }
     let config = read_config(&job.init)?;
     check_vocab(&tokenizer, &config)?;
     let model = initial_model(&Init::Checkpoint(job.init.clone()), &config, &job.train)?;
     let (_, report) = train(model, &tokenizer, &rows, &job.train, &job.out, job.control)?;
-    Ok(report)
+    Ok(SftReport { train: report, data, examples, truncated, too_long })
 }
 
 fn check_vocab(tokenizer: &TextTokenizer, config: &Config) -> Result<()> {
@@ -181,6 +218,8 @@ fn initial_model(init: &Init, config: &Config, train: &TrainConfig) -> Result<Ca
 pub struct GenerateJob {
     pub init: PathBuf,
     pub prompts: Source,
+    /// How a dataset file is read: columns, split, bad rows.
+    pub data_options: DataOptions,
     pub samples_per_prompt: usize,
     pub template: String,
     pub out: PathBuf,
@@ -189,6 +228,8 @@ pub struct GenerateJob {
     /// Empty: the device's default.
     pub precision: String,
     pub progress: bool,
+    /// Who samples: `auto` (the runtime on CPU), `trainer` or `runtime`.
+    pub engine: String,
 }
 
 /// One line of `aha generate`'s output.
@@ -214,7 +255,7 @@ pub fn generate(job: &GenerateJob) -> Result<GenerateStats> {
     let tokenizer = TextTokenizer::from_dir(&job.init)?;
     let format = PromptFormat::from_name(&job.template, &tokenizer)?;
     let records = match &job.prompts {
-        Source::File(path) => read_prompts_jsonl(path)?,
+        Source::File(path) => read_prompts_for_sampling(path, &job.data_options)?.records,
         Source::Task { name, examples } => prompt_records(task(name)?.as_ref(), *examples, job.config.seed),
     };
     if records.is_empty() {
@@ -230,12 +271,14 @@ pub fn generate(job: &GenerateJob) -> Result<GenerateStats> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    let mut engine = crate::grpo::rollout::Engine::named(&job.engine, choice)?;
+    engine.refresh(&model, &tokenizer)?;
     let per_call = (job.config.batch_size / job.samples_per_prompt.max(1)).max(1);
     let mut completions = Vec::new();
     let mut total = GenerateStats::default();
     for (chunk_index, chunk) in prompts.chunks(per_call).enumerate() {
         let config = GenerateConfig { first_prompt_index: chunk_index * per_call, ..job.config.clone() };
-        let (done, stats) = crate::generate::generate(&model, &tokenizer, chunk, job.samples_per_prompt, &config)?;
+        let (done, stats) = engine.generate_with_stats(Some(&model), &tokenizer, chunk, job.samples_per_prompt, &config)?;
         completions.extend(done);
         total.sequences += stats.sequences;
         total.new_tokens += stats.new_tokens;

@@ -1,4 +1,4 @@
-//! Rewards for RL (R1-METHOD.md §4): each a type behind [`Reward`], scored on
+//! Rewards for RL (docs/method.md, rewards): each a type behind [`Reward`], scored on
 //! a batch of samples, combined per sample with a weight by [`RewardSet`],
 //! and logged one by one.
 //!
@@ -8,13 +8,15 @@
 
 use crate::error::{Error, Result};
 
+pub mod accuracy;
 pub mod answer;
 pub mod code;
 pub mod countdown;
 pub mod format;
 pub mod language;
+pub mod math;
 
-pub use answer::Accuracy;
+pub use accuracy::Accuracy;
 pub use code::CodeTests;
 pub use countdown::CountdownReward;
 pub use format::Format;
@@ -40,10 +42,13 @@ pub trait Reward: Send + Sync {
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>>;
 }
 
-/// A reward with its weight in the sum.
+/// A reward with its weight in the sum, and which prompts it judges.
 pub struct Weighted {
     pub reward: Box<dyn Reward>,
     pub weight: f32,
+    /// Judges general prompts ([`Reference::general`]) and only those;
+    /// otherwise reasoning prompts only.
+    pub general: bool,
 }
 
 /// Every reward's scores for a batch, and their weighted sum per sample.
@@ -67,27 +72,46 @@ impl RewardSet {
     }
 
     pub fn with(mut self, reward: impl Reward + 'static, weight: f32) -> RewardSet {
-        self.rewards.push(Weighted { reward: Box::new(reward), weight });
+        self.push(Box::new(reward), weight);
         self
     }
 
+    /// A reward for the reasoning prompts.
     pub fn push(&mut self, reward: Box<dyn Reward>, weight: f32) {
-        self.rewards.push(Weighted { reward, weight });
+        self.rewards.push(Weighted { reward, weight, general: false });
+    }
+
+    /// A reward for the general prompts (R1's "RL for all scenarios": a
+    /// reward model judges what no rule can).
+    pub fn push_general(&mut self, reward: Box<dyn Reward>, weight: f32) {
+        self.rewards.push(Weighted { reward, weight, general: true });
+    }
+
+    /// Whether some reward judges general prompts.
+    pub fn has_general(&self) -> bool {
+        self.rewards.iter().any(|w| w.general)
     }
 
     pub fn names(&self) -> Vec<String> {
         self.rewards.iter().map(|w| w.reward.name().to_string()).collect()
     }
 
-    /// Scores every sample with every reward. A reward that returns the
-    /// wrong number of scores, or a non-finite score, is an error naming it.
+    /// Scores every sample with every reward that judges its kind of
+    /// prompt (the others score it 0). A reward that returns the wrong
+    /// number of scores, or a non-finite score, is an error naming it.
     pub fn score(&self, samples: &[Sample]) -> Result<Scores> {
         let mut scores = Scores { by_reward: Vec::new(), total: vec![0.0; samples.len()] };
         for w in &self.rewards {
             let name = w.reward.name().to_string();
-            let s = w.reward.score(samples)?;
-            if s.len() != samples.len() {
-                return Err(Error::Usage(format!("reward {name} gave {} scores for {} samples", s.len(), samples.len())));
+            let judged: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].reference.general == w.general).collect();
+            let subset: Vec<Sample> = judged.iter().map(|&i| samples[i]).collect();
+            let got = if subset.is_empty() { Vec::new() } else { w.reward.score(&subset)? };
+            if got.len() != subset.len() {
+                return Err(Error::Usage(format!("reward {name} gave {} scores for {} samples", got.len(), subset.len())));
+            }
+            let mut s = vec![0.0; samples.len()];
+            for (&i, v) in judged.iter().zip(got) {
+                s[i] = v;
             }
             if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
                 return Err(Error::Usage(format!("reward {name} gave a non-finite score ({bad})")));
@@ -166,6 +190,23 @@ mod tests {
         let r = Reference::default();
         let err = set.score(&[Sample { prompt: "", completion: "", reference: &r }]).unwrap_err();
         assert!(err.to_string().contains("nan"), "{err}");
+    }
+
+    #[test]
+    fn general_rewards_judge_general_prompts_only() {
+        let mut set = RewardSet::new().with(Constant("rule", 1.0), 1.0);
+        set.push_general(Box::new(Constant("rm", 3.0)), 0.5);
+        let reasoning = Reference::answer("4");
+        let general = Reference { general: true, ..Reference::default() };
+        let samples = [
+            Sample { prompt: "q", completion: "c", reference: &reasoning },
+            Sample { prompt: "q", completion: "c", reference: &general },
+        ];
+        let s = set.score(&samples).unwrap();
+        assert_eq!(s.total, vec![1.0, 1.5]);
+        assert_eq!(s.by_reward[0].1, vec![1.0, 0.0]);
+        assert_eq!(s.by_reward[1].1, vec![0.0, 3.0]);
+        assert!(set.has_general());
     }
 
     #[test]

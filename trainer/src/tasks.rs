@@ -14,6 +14,7 @@ use crate::error::Result;
 
 pub mod countdown;
 pub mod listprog;
+pub mod styles;
 pub mod words;
 
 /// A problem with a checkable answer.
@@ -64,7 +65,7 @@ pub fn task_by_name(name: &str) -> Option<Box<dyn Task>> {
 }
 
 /// The reply an R1 model should give: reasoning in `<think>`, the answer in
-/// `<answer>` (R1-METHOD.md §2).
+/// `<answer>` (docs/method.md, the prompt).
 pub fn r1_completion(problem: &Problem) -> String {
     format!("<think> {} </think> <answer> {} </answer>", problem.solution, problem.answer)
 }
@@ -113,7 +114,7 @@ pub fn prompt_records(task: &dyn Task, n: usize, seed: u64) -> Vec<PromptRecord>
     (0..n)
         .map(|_| {
             let problem = task.problem(&mut rng);
-            PromptRecord { reference: problem.reference, messages: vec![Message::user(problem.question)] }
+            PromptRecord { reference: problem.reference, messages: vec![Message::user(problem.question)], id: None }
         })
         .collect()
 }
@@ -125,7 +126,8 @@ pub fn prompt_records(task: &dyn Task, n: usize, seed: u64) -> Vec<PromptRecord>
 /// the usual precedence, sometimes a parenthesised group, and a solution that
 /// does one operation per step (`7 * 3 = 21. 5 - 2 = 3. 21 + 3 = 24.`).
 /// Answers are exact integers and may be negative.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Arith {
     /// Operands are drawn from `1..=max_operand` (at most [`Arith::OPERAND_CAP`]).
     pub max_operand: u32,
@@ -135,11 +137,13 @@ pub struct Arith {
     pub max_operands: usize,
     /// Chance that an expression of 3 or more operands gets a parenthesised group.
     pub parentheses: f32,
+    /// The operations drawn from, a subset of `+-*` (empty or none known: all three).
+    pub operations: String,
 }
 
 impl Default for Arith {
     fn default() -> Self {
-        Arith { max_operand: 20, min_operands: 2, max_operands: 4, parentheses: 0.3 }
+        Arith { max_operand: 20, min_operands: 2, max_operands: 4, parentheses: 0.3, operations: "+-*".into() }
     }
 }
 
@@ -194,6 +198,16 @@ impl Arith {
         (max_operand, min, max)
     }
 
+    /// The operations drawn from, in `+ - *` order.
+    fn ops(&self) -> Vec<Op> {
+        let ops: Vec<Op> = Op::ALL.into_iter().filter(|op| self.operations.contains(op.symbol())).collect();
+        if ops.is_empty() {
+            Op::ALL.to_vec()
+        } else {
+            ops
+        }
+    }
+
     /// The expression as symbols.
     fn expression(&self, rng: &mut Rng) -> Vec<Sym> {
         let (max_operand, min, max) = self.limits();
@@ -201,7 +215,8 @@ impl Arith {
         let mut syms = Vec::with_capacity(2 * n + 1);
         for i in 0..n {
             if i > 0 {
-                syms.push(Sym::Op(Op::ALL[below(rng, Op::ALL.len())]));
+                let ops = self.ops();
+                syms.push(Sym::Op(ops[below(rng, ops.len())]));
             }
             syms.push(Sym::Num(1 + below(rng, max_operand as usize) as i64));
         }
@@ -437,14 +452,14 @@ mod tests {
 
     #[test]
     fn arith_knobs_shape_the_problems_and_extremes_are_clamped() {
-        let easy = Arith { max_operand: 5, min_operands: 2, max_operands: 2, parentheses: 0.0 };
+        let easy = Arith { max_operand: 5, min_operands: 2, max_operands: 2, parentheses: 0.0, ..Arith::default() };
         for p in problems(&easy, 200, 3) {
             let expr = p.question.strip_prefix("Compute ").unwrap();
             let nums: Vec<i64> = expr.split(' ').filter_map(|t| t.parse().ok()).collect();
             assert_eq!(nums.len(), 2);
             assert!(nums.iter().all(|&v| (1..=5).contains(&v)), "{expr}");
         }
-        let wild = Arith { max_operand: u32::MAX, min_operands: 0, max_operands: usize::MAX, parentheses: 1.0 };
+        let wild = Arith { max_operand: u32::MAX, min_operands: 0, max_operands: usize::MAX, parentheses: 1.0, operations: "?".into() };
         for p in problems(&wild, 300, 4) {
             let expr = p.question.strip_prefix("Compute ").unwrap();
             assert_eq!(p.answer, evaluate(expr).to_string());

@@ -29,7 +29,7 @@ pub const END_OF_TEXT: &str = "<|endoftext|>";
 /// ChatML's turn delimiters (Qwen2's chat format).
 pub const IM_START: &str = "<|im_start|>";
 pub const IM_END: &str = "<|im_end|>";
-/// The R1 tags (R1-METHOD.md §2). A trained tokenizer makes each one token,
+/// The R1 tags (docs/method.md, the prompt). A trained tokenizer makes each one token,
 /// but not a *special* one, so `decode(.., skip_special = true)` keeps them:
 /// they are part of the answer the reward functions read.
 pub const R1_TAGS: [&str; 4] = ["<think>", "</think>", "<answer>", "</answer>"];
@@ -43,10 +43,13 @@ const TOKENIZER_CONFIG_JSON: &str = "tokenizer_config.json";
 /// Where newer `transformers` save the chat template instead of the config.
 const CHAT_TEMPLATE_JINJA: &str = "chat_template.jinja";
 
-/// A Hugging Face tokenizer with the facts `tokenizer_config.json` adds to it.
+/// A Hugging Face tokenizer with the facts `tokenizer_config.json` adds to
+/// it, or the tokenizer inside an `.aha` model file (the runtime's, which
+/// encodes as Hugging Face does), so that a quantized student is prompted and
+/// decoded exactly as the checkpoint it came from.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Backend,
     /// `tokenizer_config.json` as read (or as made for a trained tokenizer),
     /// kept whole so that saving preserves the fields this type ignores.
     config: Map<String, Value>,
@@ -58,6 +61,14 @@ pub struct TextTokenizer {
     add_bos: bool,
     /// The largest id plus one.
     vocab_size: usize,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Hf(Box<Tokenizer>),
+    /// The tokenizer blob of a model file (parsed in place on each use: it
+    /// builds no tables).
+    Blob(std::sync::Arc<[u8]>),
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -214,7 +225,36 @@ impl TextTokenizer {
             }
             Some(_) => return Err(Error::file(config_path, "chat_template: not a string or a list of named templates")),
         };
-        Ok(TextTokenizer { inner, config, chat_template, bos, eos, pad, add_bos, vocab_size })
+        Ok(TextTokenizer { inner: Backend::Hf(Box::new(inner)), config, chat_template, bos, eos, pad, add_bos, vocab_size })
+    }
+
+    /// The tokenizer inside an `.aha` model file's bytes.
+    pub fn from_model_file(bytes: &[u8], path: &Path) -> Result<Self> {
+        let file = aha_runtime::format::ModelFile::parse(bytes).map_err(|e| Error::file(path, e))?;
+        let blob = file.header.tokenizer.ok_or_else(|| Error::file(path, "the model file holds no tokenizer"))?;
+        let t = aha_runtime::tokenizer::Tokenizer::parse(blob).map_err(|e| Error::file(path, format!("tokenizer: {e:?}")))?;
+        Ok(TextTokenizer {
+            config: Map::new(),
+            chat_template: t.chat_template().map(str::to_string),
+            bos: t.bos(),
+            eos: t.eos(),
+            pad: t.pad(),
+            add_bos: t.add_bos(),
+            vocab_size: t.vocab_size() as usize,
+            inner: Backend::Blob(blob.into()),
+        })
+    }
+
+    fn blob(blob: &[u8]) -> aha_runtime::tokenizer::Tokenizer<'_> {
+        // The blob parsed when the tokenizer was made; it cannot fail now.
+        aha_runtime::tokenizer::Tokenizer::parse(blob).expect("a tokenizer blob that parsed once parses again")
+    }
+
+    fn hf(&self) -> Result<&Tokenizer> {
+        match &self.inner {
+            Backend::Hf(t) => Ok(t),
+            Backend::Blob(_) => Err(Error::Tokenizer("a model file's tokenizer cannot be written as tokenizer.json".into())),
+        }
     }
 
     /// Replaces the chat template (saved by [`Self::save_dir`]); for a base
@@ -239,19 +279,57 @@ impl TextTokenizer {
     /// rendered chat template that writes its own bos (as `apply_chat_template`
     /// encodes with `add_special_tokens=False`).
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(tokenizer_error)?;
-        Ok(encoding.get_ids().to_vec())
+        match &self.inner {
+            Backend::Hf(t) => Ok(t.encode(text, false).map_err(tokenizer_error)?.get_ids().to_vec()),
+            Backend::Blob(b) => Self::blob(b).encode_to_vec(text).map_err(|e| Error::Tokenizer(format!("{e:?}"))),
+        }
+    }
+
+    /// The first `max_tokens` ids of `text` alone (as [`Self::encode_raw`]),
+    /// tokenizing no more of a long text than they need: a prefix of 8 bytes
+    /// a token (doubled until it yields a margin of 16 tokens past the
+    /// limit, so the cut, which can only change the word it falls in, lies
+    /// beyond the ids kept), else the whole text. What a 5 MB example costs is
+    /// then the tokens it keeps, not the text it has.
+    pub fn encode_raw_prefix(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        const MARGIN: usize = 16;
+        let mut bytes = (max_tokens + MARGIN).saturating_mul(8).max(256);
+        loop {
+            if bytes >= text.len() {
+                let mut ids = self.encode_raw(text)?;
+                ids.truncate(max_tokens);
+                return Ok(ids);
+            }
+            let mut cut = bytes;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let mut ids = self.encode_raw(&text[..cut])?;
+            if ids.len() >= max_tokens + MARGIN {
+                ids.truncate(max_tokens);
+                return Ok(ids);
+            }
+            bytes = bytes.saturating_mul(2);
+        }
     }
 
     /// The ids of a rendered prompt or conversation: bos first when the
     /// tokenizer adds one, unless the text already begins with it (a chat
     /// template that writes `{{ bos_token }}` itself), so bos is never doubled.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        let ids = self.encode_raw(text)?;
-        match (self.add_bos, self.bos) {
-            (true, Some(bos)) if ids.first() != Some(&bos) => Ok(std::iter::once(bos).chain(ids).collect()),
-            _ => Ok(ids),
-        }
+        self.encode_prompt_prefix(text, usize::MAX)
+    }
+
+    /// [`Self::encode_prompt`], cut to `max_tokens` ids (bos included) the
+    /// way [`Self::encode_raw_prefix`] cuts.
+    pub fn encode_prompt_prefix(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        let ids = if max_tokens == usize::MAX { self.encode_raw(text)? } else { self.encode_raw_prefix(text, max_tokens)? };
+        let mut ids = match (self.add_bos, self.bos) {
+            (true, Some(bos)) if ids.first() != Some(&bos) => std::iter::once(bos).chain(ids).collect(),
+            _ => ids,
+        };
+        ids.truncate(max_tokens);
+        Ok(ids)
     }
 
     /// The text of `ids`; `skip_special` leaves out special tokens
@@ -260,12 +338,22 @@ impl TextTokenizer {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary of {} tokens", self.vocab_size)));
         }
-        self.inner.decode(ids, skip_special).map_err(tokenizer_error)
+        match &self.inner {
+            Backend::Hf(t) => t.decode(ids, skip_special).map_err(tokenizer_error),
+            Backend::Blob(b) => {
+                let t = Self::blob(b);
+                let kept: Vec<u32> = ids.iter().copied().filter(|&id| !(skip_special && t.is_special(id))).collect();
+                t.decode_to_string(&kept).map_err(|e| Error::Tokenizer(format!("{e:?}")))
+            }
+        }
     }
 
     /// The id of the token with exactly this text (`<think>`, `<|im_end|>`, `Ġthe`).
     pub fn token_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.inner {
+            Backend::Hf(t) => t.token_to_id(token),
+            Backend::Blob(b) => Self::blob(b).token_id(token),
+        }
     }
 
     /// The largest id plus one: the rows an embedding table needs.
@@ -295,8 +383,16 @@ impl TextTokenizer {
     /// The text of a token id (`<|endoftext|>` for the eos id): what a chat
     /// template's `eos_token` / `bos_token` variables hold.
     pub fn token_text(&self, id: u32) -> Option<String> {
-        let added = self.inner.get_added_tokens_decoder();
-        added.get(&id).map(|t| t.content.clone()).or_else(|| self.inner.id_to_token(id))
+        match &self.inner {
+            Backend::Hf(t) => t.get_added_tokens_decoder().get(&id).map(|a| a.content.clone()).or_else(|| t.id_to_token(id)),
+            Backend::Blob(b) => {
+                let t = Self::blob(b);
+                match t.added_token(id) {
+                    Some(a) => Some(a.content.to_string()),
+                    None => t.token_bytes(id).map(|bytes| String::from_utf8_lossy(bytes).into_owned()),
+                }
+            }
+        }
     }
 
     /// The Jinja chat template, if the tokenizer has one.
@@ -304,9 +400,9 @@ impl TextTokenizer {
         self.chat_template.as_deref()
     }
 
-    /// The wrapped `tokenizers` tokenizer.
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
+    /// The wrapped `tokenizers` tokenizer (none for a model file's).
+    pub fn inner(&self) -> Option<&Tokenizer> {
+        self.hf().ok()
     }
 
     /// Writes `dir/tokenizer.json` and, when there is a chat template or a
@@ -317,7 +413,7 @@ impl TextTokenizer {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(at(dir))?;
         let path = dir.join(TOKENIZER_JSON);
-        let json = self.inner.to_string(false).map_err(|e| Error::file(&path, format!("cannot serialize the tokenizer: {e}")))?;
+        let json = self.hf()?.to_string(false).map_err(|e| Error::file(&path, format!("cannot serialize the tokenizer: {e}")))?;
         write_atomic(&path, json.as_bytes())?;
         if let Some(config) = self.config_json() {
             let path = dir.join(TOKENIZER_CONFIG_JSON);
@@ -343,7 +439,8 @@ impl TextTokenizer {
         // Say `add_bos_token` only where the config said it or the
         // post-processor alone would say otherwise: `transformers` classes
         // differ in whether they honour it.
-        let post_processor_adds_bos = post_processor_bos(&self.inner).ok().flatten().is_some();
+        let inner = self.hf().ok()?;
+        let post_processor_adds_bos = post_processor_bos(inner).ok().flatten().is_some();
         if config.contains_key("add_bos_token") || self.add_bos != post_processor_adds_bos {
             config.insert("add_bos_token".into(), json!(self.add_bos));
         }
@@ -353,7 +450,7 @@ impl TextTokenizer {
         };
         config.entry("tokenizer_class").or_insert_with(|| json!("PreTrainedTokenizerFast"));
         // `transformers` lists the added tokens by id; keep that index current.
-        let mut added: Vec<_> = self.inner.get_added_tokens_decoder().into_iter().collect();
+        let mut added: Vec<_> = inner.get_added_tokens_decoder().into_iter().collect();
         added.sort_by_key(|(id, _)| *id);
         let decoder: Map<String, Value> = added
             .into_iter()
@@ -502,7 +599,7 @@ mod tests {
     fn training_is_deterministic() {
         let a = TextTokenizer::train_bpe(arithmetic_corpus(), 380).unwrap();
         let b = TextTokenizer::train_bpe(arithmetic_corpus(), 380).unwrap();
-        assert_eq!(a.inner().to_string(false).unwrap(), b.inner().to_string(false).unwrap());
+        assert_eq!(a.inner().unwrap().to_string(false).unwrap(), b.inner().unwrap().to_string(false).unwrap());
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl fmt::Display for Failure {
 
 fn run(arena: &mut [u8], prompt_ids: &mut [u32], scratch: &mut [u32], out: &mut impl Write) -> Result<(), Failure> {
     let model = Model::from_bytes(&MODEL.0)?;
+    #[cfg(feature = "verify-crc")]
+    {
+        model.file.verify()?;
+        writeln!(out, "[aha] verify: every tensor's CRC-32 matches")?;
+    }
     let tokenizer = model.tokenizer()?;
     let c = &model.config;
     let session_kernels = aha_kernels::best();

@@ -1,4 +1,4 @@
-//! The GRPO objective of R1-METHOD.md §3, and its variants.
+//! The GRPO objective of docs/method.md, GRPO, and its variants.
 //!
 //! For each question q, G outputs o_1..o_G are sampled from π_old and scored
 //! r_1..r_G. Then, per token t of output i:
@@ -162,7 +162,7 @@ pub struct Output {
     pub kl: Option<Tensor<2>>,
 }
 
-/// -J for a micro-batch, line by line as R1-METHOD.md §3 writes it.
+/// -J for a micro-batch, line by line as docs/method.md, GRPO writes it.
 pub fn loss(terms: Terms, s: &Settings, n: &Normalizer) -> Output {
     let Terms { logp, old_logp, ref_logp, advantages: a, mask } = terms;
     // ρ_{i,t} = π_θ / π_old

@@ -1,56 +1,23 @@
-//! The accuracy reward (R1-METHOD.md §4): the final answer is read from the
+//! Reading answers (docs/method.md, rewards): the final answer is read from the
 //! completion's last `<answer>…</answer>` (or, failing that, its last
 //! `\boxed{…}`) and compared with the reference: numbers as numbers, exactly
-//! where possible, anything else as normalised text. Code references are
-//! checked by their unit tests ([`super::code`]), Countdown references by
-//! their equation checker ([`super::countdown`]).
+//! where possible, the LaTeX forms math datasets use as values
+//! ([`super::math`]), anything else as normalised text. The accuracy reward
+//! ([`super::accuracy`]) and the other rewards read completions through
+//! these functions.
 //!
 //! Everything here reads untrusted model output: no input panics, overflows,
-//! or takes more than linear time.
+//! or takes more than linear time. It needs only `std`, [`super::math`] and
+//! the GSM8K marker rule ([`crate::data::final_answer`]), so the fuzz targets
+//! (`fuzz/`) compile it without the rest of the trainer.
 
-use super::{Reward, Sample};
+use super::math::{compare, Verdict};
 use crate::data::final_answer;
-use crate::error::Result;
 
 pub const THINK_OPEN: &str = "<think>";
 pub const THINK_CLOSE: &str = "</think>";
 pub const ANSWER_OPEN: &str = "<answer>";
 pub const ANSWER_CLOSE: &str = "</answer>";
-
-/// 1 when the sample's answer is right, else 0.
-#[derive(Clone, Debug, Default)]
-pub struct Accuracy;
-
-impl Reward for Accuracy {
-    fn name(&self) -> &str {
-        "accuracy"
-    }
-
-    fn score(&self, samples: &[Sample]) -> Result<Vec<f32>> {
-        Ok(samples.iter().map(|s| if is_correct(s) { 1.0 } else { 0.0 }).collect())
-    }
-}
-
-/// Whether a sample is right, by the kind of reference it has: unit tests
-/// (all must pass), Countdown numbers (the equation must reach the target),
-/// else the extracted answer against the reference answer. A sample with no
-/// answer to read, or a reference with nothing to check, is wrong.
-pub fn is_correct(sample: &Sample) -> bool {
-    let reference = sample.reference;
-    if !reference.tests.is_empty() {
-        return super::code::pass_rate(sample.completion, &reference.tests) >= 1.0;
-    }
-    if !reference.numbers.is_empty() {
-        return reference
-            .answer
-            .as_deref()
-            .is_some_and(|target| super::countdown::solves(sample.completion, &reference.numbers, final_answer(target)));
-    }
-    match (extract_answer(sample.completion), reference.answer.as_deref()) {
-        (Some(got), Some(want)) => answers_match(got, want),
-        _ => false,
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Reading the completion
@@ -104,7 +71,7 @@ pub fn answer_tag(text: &str) -> Option<&str> {
 /// The content of the complete `\boxed{…}` that opens last (braces balanced,
 /// nested braces allowed; `\{` and `\}` are literal braces and do not
 /// count). One pass over the bytes, keeping only the open boxes on a stack.
-fn last_boxed(text: &str) -> Option<&str> {
+pub fn last_boxed(text: &str) -> Option<&str> {
     const BOXED: &[u8] = b"\\boxed{";
     let bytes = text.as_bytes();
     let mut depth = 0usize;
@@ -145,18 +112,12 @@ fn last_boxed(text: &str) -> Option<&str> {
 
 /// Whether an extracted answer matches the reference answer. The reference
 /// may be a GSM8K solution ending `#### 42`: only what follows the marker
-/// counts. When both sides read as numbers ([`parse_number`]) they are
-/// compared as numbers ([`Number::matches`]); otherwise as text, after
-/// [`normalize_text`]. An empty answer never matches.
+/// counts. Values (numbers, and the LaTeX forms [`super::math`] reads) are
+/// compared as values; words as normalised text ([`normalize_text`]); an
+/// empty answer never matches, nor does math that cannot be evaluated unless
+/// its text is the same ([`super::math::compare`] tells that case apart).
 pub fn answers_match(got: &str, reference: &str) -> bool {
-    let reference = final_answer(reference);
-    match (parse_number(got), parse_number(reference)) {
-        (Some(a), Some(b)) => a.matches(b),
-        _ => {
-            let (a, b) = (normalize_text(got), normalize_text(reference));
-            !a.is_empty() && a == b
-        }
-    }
+    compare(got, final_answer(reference)) == Verdict::Match
 }
 
 /// Text as compared when an answer is not a number: math and `\text{}`
@@ -583,7 +544,6 @@ fn decimal_value(digits: &[u8], scale: i64) -> Option<Number> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Reference;
 
     fn exact(num: i128, den: i128) -> Option<Number> {
         Some(Number::Exact { num, den })
@@ -749,26 +709,9 @@ mod tests {
         assert!(answers_match("ÉCOLE", "école"));
         assert!(answers_match(r"\sqrt{2}", r"$\sqrt{2}$"));
         assert!(!answers_match("", ""), "an empty answer never matches");
-        assert!(!answers_match("x+1", "x + 1"));
+        // Math that is not a value matches only as the same LaTeX (spacing aside).
+        assert!(answers_match("x+1", "x + 1"));
+        assert!(!answers_match("x+1", "1+x"));
         assert!(!answers_match("$5$ and $6$", "5$ and $6"), "two math spans are not one");
-    }
-
-    #[test]
-    fn accuracy_scores_answers_against_references() {
-        let plain = Reference::answer("26");
-        let gsm = Reference::answer("4 + 3 = 7\n#### 7");
-        let none = Reference::default();
-        let sample = |completion, reference| Sample { prompt: "q", completion, reference };
-        let samples = [
-            sample(" <think> 21 + 5 = 26. </think> <answer> 26 </answer>", &plain),
-            sample(" <think> 21 + 5 = 25. </think> <answer> 25 </answer>", &plain),
-            sample(" <think> so </think> <answer> 7.0 </answer>", &gsm),
-            sample(" <think> 26 </think>", &plain),
-            sample("<answer>26</answer>", &none),
-            sample(r"it is \boxed{26}", &plain),
-        ];
-        let scores = Accuracy.score(&samples).unwrap();
-        assert_eq!(scores, vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0]);
-        assert_eq!(Accuracy.name(), "accuracy");
     }
 }

@@ -1,23 +1,223 @@
-//! The code reward (R1-METHOD.md §4): the program in a completion is run
-//! against the prompt's unit tests in the [`crate::sandbox`], and the score is
-//! the share of tests it passes.
+//! The code reward (docs/method.md, rewards): the program in a completion is run
+//! against the prompt's unit tests, and the score is the share of tests it
+//! passes (or, with [`CodeScore::All`], 1 only when it passes them all).
 //!
-//! This is the graded signal. All-or-nothing is the accuracy reward's job:
-//! [`crate::rewards::Accuracy`] calls [`pass_rate`] and counts a completion
-//! correct when it is 1.0, so a run can weight partial credit and full
-//! correctness separately.
+//! Two kinds of tests, two sandboxes: `{"input", "expected"}` pairs in the
+//! list language ([`crate::sandbox::list`], the built-in `listprog` task),
+//! and Python asserts (MBPP, HumanEval, a JSONL's `"tests": ["assert …"]`),
+//! run by the system's `python3` in [`crate::sandbox::python`].
+//!
+//! Python runs go through the process's [`CodeRunner`]: the sandbox, a pool
+//! of `workers` running programs at once (a GRPO step scores G × prompts of
+//! them), and a memo of recent outcomes, so the accuracy check of a
+//! completion that the code reward already ran does not run it again.
+//! A command sets it up once ([`configure`]) from its flags.
+//!
+//! All-or-nothing is also the accuracy reward's: [`crate::rewards::Accuracy`]
+//! counts a code completion correct when it passes every test, so a run can
+//! weight partial credit and full correctness separately.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::{Deserialize, Serialize};
 
 use super::{Reward, Sample};
-use crate::data::CodeTest;
-use crate::error::Result;
+use crate::data::{CodeTest, PythonTests};
+use crate::error::{Error, Result};
+use crate::sandbox::python::{Outcome, PythonJob, PythonLimits, PythonSandbox};
 use crate::sandbox::{parse_value, Limits, Program};
 
-/// Pass rate of the completion's program on the reference's unit tests.
+/// How a completion's test results become its `code` score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeScore {
+    /// The share of tests passed.
+    #[default]
+    PassRate,
+    /// 1 when every test passes, else 0.
+    All,
+}
+
+impl std::str::FromStr for CodeScore {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<CodeScore> {
+        match s {
+            "pass_rate" | "pass-rate" => Ok(CodeScore::PassRate),
+            "all" => Ok(CodeScore::All),
+            other => Err(Error::Config(format!("code score `{other}`: expected pass-rate or all"))),
+        }
+    }
+}
+
+/// How this process runs Python code.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodeSettings {
+    /// Programs run at once; 0: one per CPU core.
+    pub workers: usize,
+    pub limits: PythonLimits,
+    /// The interpreter; default `/usr/bin/python3`, else `python3` on `PATH`.
+    pub python: Option<PathBuf>,
+    pub score: CodeScore,
+}
+
+/// Runs Python tests: the sandbox (made when first needed, so data without
+/// Python tests never needs one), a worker pool and a memo.
+pub struct CodeRunner {
+    settings: CodeSettings,
+    sandbox: OnceLock<std::result::Result<PythonSandbox, String>>,
+    memo: Mutex<Memo>,
+}
+
+/// Recent outcomes by program and tests.
+#[derive(Default)]
+struct Memo {
+    outcomes: HashMap<(String, u64), Outcome>,
+    bytes: usize,
+}
+
+/// What the memo holds at most (program text), then it starts over.
+const MEMO_BYTES: usize = 64 << 20;
+
+fn tests_key(tests: &PythonTests) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tests.hash(&mut h);
+    h.finish()
+}
+
+impl CodeRunner {
+    pub fn new(settings: CodeSettings) -> Result<CodeRunner> {
+        settings.limits.validate()?;
+        Ok(CodeRunner { settings, sandbox: OnceLock::new(), memo: Mutex::new(Memo::default()) })
+    }
+
+    pub fn settings(&self) -> &CodeSettings {
+        &self.settings
+    }
+
+    /// The sandbox, made on first use; the host's refusal is an error every time.
+    pub fn sandbox(&self) -> Result<&PythonSandbox> {
+        self.sandbox
+            .get_or_init(|| PythonSandbox::new(self.settings.limits.clone(), self.settings.python.as_deref()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Sandbox(e.trim_start_matches("sandbox: ").to_string()))
+    }
+
+    fn workers(&self) -> usize {
+        match self.settings.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The outcome of each completion's program on its tests, in order: run
+    /// `workers` at a time, or taken from the memo. `None` where the
+    /// completion holds no program.
+    pub fn outcomes(&self, items: &[(&str, &PythonTests)]) -> Result<Vec<Option<Outcome>>> {
+        let programs: Vec<Option<String>> = items.iter().map(|(completion, tests)| python_program(completion, tests)).collect();
+        let keys: Vec<Option<(String, u64)>> =
+            programs.iter().zip(items).map(|(p, (_, tests))| p.as_ref().map(|p| (p.clone(), tests_key(tests)))).collect();
+        let mut out: Vec<Option<Outcome>> = vec![None; items.len()];
+        // Programs to run, each once (a group's identical completions too).
+        let mut todo: Vec<usize> = Vec::new();
+        let mut first_of: HashMap<&(String, u64), usize> = HashMap::new();
+        let mut copies: Vec<(usize, usize)> = Vec::new(); // (item, the item whose run it shares)
+        {
+            let memo = self.memo.lock().map_err(|_| Error::Sandbox("the code memo was poisoned".into()))?;
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(key) = key {
+                    if let Some(o) = memo.outcomes.get(key) {
+                        out[i] = Some(o.clone());
+                    } else if let Some(&j) = first_of.get(key) {
+                        copies.push((i, j));
+                    } else {
+                        first_of.insert(key, i);
+                        todo.push(i);
+                    }
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok(out);
+        }
+        let sandbox = self.sandbox()?;
+        let jobs: Vec<PythonJob> = todo
+            .iter()
+            .map(|&i| {
+                let tests = items[i].1;
+                PythonJob { program: programs[i].as_deref().unwrap_or(""), setup: &tests.setup, tests: &tests.tests }
+            })
+            .collect();
+        let results = sandbox.run_all(&jobs, self.workers());
+        let mut memo = self.memo.lock().map_err(|_| Error::Sandbox("the code memo was poisoned".into()))?;
+        for (&i, result) in todo.iter().zip(results) {
+            let outcome = result?;
+            if let Some(key) = keys[i].clone() {
+                memo.bytes += key.0.len();
+                if memo.bytes > MEMO_BYTES {
+                    memo.outcomes.clear();
+                    memo.bytes = key.0.len();
+                }
+                memo.outcomes.insert(key, outcome.clone());
+            }
+            out[i] = Some(outcome);
+        }
+        for (i, j) in copies {
+            out[i] = out[j].clone();
+        }
+        Ok(out)
+    }
+}
+
+/// The process's runner, set by [`configure`] (default settings otherwise).
+fn global() -> &'static Mutex<Option<Arc<CodeRunner>>> {
+    static RUNNER: OnceLock<Mutex<Option<Arc<CodeRunner>>>> = OnceLock::new();
+    RUNNER.get_or_init(|| Mutex::new(None))
+}
+
+/// Sets how this process runs Python code (a command calls it once, from its
+/// flags, before scoring anything).
+pub fn configure(settings: CodeSettings) -> Result<()> {
+    let runner = Arc::new(CodeRunner::new(settings)?);
+    *global().lock().map_err(|_| Error::Sandbox("the code runner was poisoned".into()))? = Some(runner);
+    Ok(())
+}
+
+/// The process's runner.
+pub fn runner() -> Result<Arc<CodeRunner>> {
+    let mut slot = global().lock().map_err(|_| Error::Sandbox("the code runner was poisoned".into()))?;
+    if slot.is_none() {
+        *slot = Some(Arc::new(CodeRunner::new(CodeSettings::default())?));
+    }
+    slot.clone().ok_or_else(|| Error::Sandbox("no code runner".into()))
+}
+
+/// The program to run for a completion on `tests`: the extracted program,
+/// after the stub's imports (HumanEval's `from typing import List`), or
+/// after the whole stub when it is only the function's body.
+pub fn python_program(completion: &str, tests: &PythonTests) -> Option<String> {
+    let program = extract_python(completion)?;
+    let Some(stub) = tests.stub.as_deref() else { return Some(program.to_string()) };
+    let defines =
+        tests.entry_point.as_deref().is_some_and(|f| program.contains(&format!("def {f}(")) || program.contains(&format!("def {f} (")));
+    if defines {
+        let imports: Vec<&str> = stub.lines().filter(|l| l.starts_with("import ") || l.starts_with("from ")).collect();
+        Some(if imports.is_empty() { program.to_string() } else { format!("{}\n{program}", imports.join("\n")) })
+    } else {
+        Some(format!("{stub}{program}\n"))
+    }
+}
+
+/// Pass rate (or all-or-nothing, per the settings) of each completion on its
+/// reference's unit tests: Python tests in the sandbox, list-language tests
+/// in the interpreter; 0 without tests or a program.
 #[derive(Clone, Debug, Default)]
 pub struct CodeTests {
-    /// What one test run may consume.
+    /// What one list-language test run may consume.
     pub limits: Limits,
 }
 
@@ -27,12 +227,39 @@ impl Reward for CodeTests {
     }
 
     fn score(&self, samples: &[Sample]) -> Result<Vec<f32>> {
-        Ok(samples.iter().map(|s| pass_rate_with(s.completion, &s.reference.tests, &self.limits)).collect())
+        let python = python_outcomes(samples)?;
+        let runner = if python.iter().any(Option::is_some) { Some(runner()?) } else { None };
+        let all = runner.as_ref().is_some_and(|r| r.settings().score == CodeScore::All);
+        Ok(samples
+            .iter()
+            .zip(python)
+            .map(|(s, outcome)| match (&s.reference.python, outcome) {
+                (Some(_), Some(o)) if all => f32::from(u8::from(o.all_passed())),
+                (Some(_), Some(o)) => o.pass_rate(),
+                (Some(_), None) => 0.0,
+                (None, _) => pass_rate_with(s.completion, &s.reference.tests, &self.limits),
+            })
+            .collect())
     }
 }
 
-/// Share of `tests` the program in `completion` passes, with the default
-/// [`Limits`]: 0 when there is no program or no test.
+/// The sandbox outcome of each sample whose reference has Python tests.
+pub fn python_outcomes(samples: &[Sample]) -> Result<Vec<Option<Outcome>>> {
+    let items: Vec<(usize, (&str, &PythonTests))> =
+        samples.iter().enumerate().filter_map(|(i, s)| s.reference.python.as_ref().map(|t| (i, (s.completion, t)))).collect();
+    let mut out = vec![None; samples.len()];
+    if items.is_empty() {
+        return Ok(out);
+    }
+    let flat: Vec<(&str, &PythonTests)> = items.iter().map(|(_, item)| *item).collect();
+    for ((i, _), outcome) in items.iter().zip(runner()?.outcomes(&flat)?) {
+        out[*i] = outcome;
+    }
+    Ok(out)
+}
+
+/// Share of `tests` the list-language program in `completion` passes, with
+/// the default [`Limits`]: 0 when there is no program or no test.
 pub fn pass_rate(completion: &str, tests: &[CodeTest]) -> f32 {
     pass_rate_with(completion, tests, &Limits::default())
 }
@@ -71,16 +298,29 @@ fn passed_tests(source: &str, tests: &[CodeTest], limits: &Limits) -> usize {
 /// `<answer>…</answer>` (itself unwrapped if it is a fenced block), else its
 /// last complete fenced ```` ``` ```` block; trimmed, `None` if empty.
 pub fn extract_program(completion: &str) -> Option<&str> {
-    let answer = super::answer::answer_tag(completion).map(|inner| {
-        let inner = inner.trim();
-        last_fenced_block(inner).unwrap_or(inner)
-    });
-    let program = answer.or_else(|| last_fenced_block(completion))?.trim();
+    let program = program_block(completion)?.trim();
     (!program.is_empty()).then_some(program)
 }
 
+/// [`extract_program`] for Python, where indentation is syntax: only blank
+/// lines and trailing space are trimmed, so a function body written alone
+/// keeps its indent.
+pub fn extract_python(completion: &str) -> Option<&str> {
+    let block = program_block(completion)?.trim_end();
+    let start = block.len() - block.trim_start().len();
+    // Back to the start of the first non-blank line.
+    let line_start = block[..start].rfind('\n').map_or(0, |i| i + 1);
+    let program = &block[line_start..];
+    (!program.trim().is_empty()).then_some(program)
+}
+
+fn program_block(completion: &str) -> Option<&str> {
+    let answer = super::answer::answer_tag(completion).map(|inner| last_fenced_block(inner.trim()).unwrap_or(inner));
+    answer.or_else(|| last_fenced_block(completion))
+}
+
 /// The content of the last closed ```` ``` ```` block, without its language
-/// tag (```` ```text ```` on a line of its own).
+/// tag (```` ```text ```` on a line of its own); untrimmed.
 fn last_fenced_block(text: &str) -> Option<&str> {
     const FENCE: &str = "```";
     let parts: Vec<&str> = text.split(FENCE).collect();
@@ -88,17 +328,102 @@ fn last_fenced_block(text: &str) -> Option<&str> {
     // so a block is closed when an even part follows it.
     let last = (1..parts.len().saturating_sub(1)).rev().find(|i| i % 2 == 1)?;
     let block = parts[last];
-    let block = match block.split_once('\n') {
+    Some(match block.split_once('\n') {
         Some((tag, rest)) if tag.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c)) => rest,
         _ => block,
-    };
-    Some(block.trim())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::Reference;
+
+    /// The seed deck's task as an MBPP row would give it.
+    fn deck_python() -> Reference {
+        let tests = [
+            "assert sort_with_42([3, 1, 2]) == [42, 1, 2, 3]",
+            "assert sort_with_42([]) == [42]",
+            "assert sort_with_42([5, -1, 5]) == [42, -1, 5, 5]",
+        ];
+        Reference {
+            python: Some(PythonTests { tests: tests.map(String::from).to_vec(), ..PythonTests::default() }),
+            ..Reference::default()
+        }
+    }
+
+    #[test]
+    fn python_deck_example_correct_frogs_and_forgotten_42() {
+        if crate::sandbox::python::test_sandbox(PythonLimits::default()).is_none() {
+            return;
+        }
+        let reference = deck_python();
+        let prompt = "Write python code that takes a list of numbers, returns them in a sorted order, but also adds 42 at the start";
+        let completions = [
+            "<think> Sort, then put 42 first. </think> <answer>\n```python\ndef sort_with_42(xs):\n    return [42] + sorted(xs)\n```\n</answer>",
+            "<think> Frogs. </think> <answer> Why are frogs so happy? They eat whatever bugs them. </answer>",
+            "<answer>\n```python\ndef sort_with_42(xs):\n    return sorted(xs)\n```\n</answer>",
+            "Here it is:\n```python\ndef sort_with_42(xs):\n    return [42] + xs\n```",
+            "no program at all",
+        ];
+        let samples: Vec<Sample> = completions.iter().map(|c| Sample { prompt, completion: c, reference: &reference }).collect();
+        assert_eq!(CodeTests::default().score(&samples).unwrap(), [1.0, 0.0, 0.0, 1.0 / 3.0, 0.0]);
+        assert_eq!(crate::rewards::Accuracy.score(&samples).unwrap(), [1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn humaneval_bodies_and_whole_functions_both_run() {
+        let tests = PythonTests {
+            tests: vec!["def check(candidate):\n    assert candidate([2, 1]) == [42, 1, 2]\n\ncheck(sort_with_42)\n".into()],
+            entry_point: Some("sort_with_42".into()),
+            stub: Some(
+                "from typing import List\n\n\ndef sort_with_42(numbers: List[int]) -> List[int]:\n    \"\"\" Sorted, 42 first. \"\"\"\n"
+                    .into(),
+            ),
+            ..PythonTests::default()
+        };
+        // A body continues the stub, indentation kept.
+        let body = python_program("```python\n    return [42] + sorted(numbers)\n```", &tests).unwrap();
+        assert!(body.starts_with("from typing import List") && body.ends_with("    return [42] + sorted(numbers)\n"), "{body}");
+        // A whole function gets the stub's imports (its `List` annotation needs them).
+        let whole = python_program(
+            "<answer>\ndef sort_with_42(numbers: List[int]) -> List[int]:\n    return [42] + sorted(numbers)\n</answer>",
+            &tests,
+        )
+        .unwrap();
+        assert!(whole.starts_with("from typing import List\ndef sort_with_42"), "{whole}");
+        if crate::sandbox::python::test_sandbox(PythonLimits::default()).is_none() {
+            return;
+        }
+        let reference = Reference { python: Some(tests), ..Reference::default() };
+        let samples = [
+            Sample { prompt: "", completion: "```python\n    return [42] + sorted(numbers)\n```", reference: &reference },
+            Sample {
+                prompt: "",
+                completion: "<answer>\ndef sort_with_42(numbers: List[int]) -> List[int]:\n    return [42] + sorted(numbers)\n</answer>",
+                reference: &reference,
+            },
+            Sample { prompt: "", completion: "```python\n    return numbers\n```", reference: &reference },
+        ];
+        assert_eq!(CodeTests::default().score(&samples).unwrap(), [1.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn the_runner_reuses_outcomes_and_scores_all_or_nothing_when_asked() {
+        if crate::sandbox::python::test_sandbox(PythonLimits::default()).is_none() {
+            return;
+        }
+        let reference = deck_python();
+        let tests = reference.python.as_ref().unwrap();
+        let runner = CodeRunner::new(CodeSettings { score: CodeScore::All, workers: 2, ..CodeSettings::default() }).unwrap();
+        let half = "```python\ndef sort_with_42(xs):\n    return [42] + xs\n```";
+        let first = runner.outcomes(&[(half, tests), (half, tests)]).unwrap();
+        let again = runner.outcomes(&[(half, tests)]).unwrap();
+        assert_eq!(first[0].as_ref().unwrap().passed, 1);
+        assert_eq!(again[0].as_ref().unwrap().label, first[0].as_ref().unwrap().label, "the memo's outcome, not a new run");
+        assert_eq!(runner.outcomes(&[("no code", tests)]).unwrap()[0], None);
+        assert!("all".parse::<CodeScore>().unwrap() == CodeScore::All && "x".parse::<CodeScore>().is_err());
+    }
 
     fn test(input: &str, expected: &str) -> CodeTest {
         CodeTest { input: input.to_string(), expected: expected.to_string() }

@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn the_reward_is_all_or_nothing_by_default() {
-        let reference = Reference { answer: Some("45".into()), tests: vec![], numbers: NUMBERS.to_vec() };
+        let reference = Reference { answer: Some("45".into()), numbers: NUMBERS.to_vec(), ..Reference::default() };
         let no_answer = Reference { answer: None, ..reference.clone() };
         let good = reply("55 - 36 + 7 + 19");
         let wrong = reply("55 + 36 + 7 + 19");

@@ -1,7 +1,7 @@
-//! The format reward (R1-METHOD.md §4, DeepSeek-R1-Zero): the completion is
+//! The format reward (docs/method.md, rewards, DeepSeek-R1-Zero): the completion is
 //! one `<think>…</think>` followed by one `<answer>…</answer>` and nothing
 //! else. Also the count of reflective phrases ("wait", "let me check"), the
-//! "aha moment" metric of R1-METHOD.md §5.
+//! "aha moment" metric of docs/method.md, what to watch.
 
 use super::answer::{ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN};
 use super::{Reward, Sample};

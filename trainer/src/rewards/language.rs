@@ -1,4 +1,4 @@
-//! The language-consistency reward of DeepSeek-R1 (R1-METHOD.md §4): the
+//! The language-consistency reward of DeepSeek-R1 (docs/method.md, rewards): the
 //! share of the chain of thought's words that are in the prompt's language,
 //! which discourages the language mixing R1-Zero showed.
 //!

@@ -102,14 +102,20 @@ impl Task for Countdown {
     fn problem(&self, rng: &mut Rng) -> Problem {
         let (numbers, expr) = self.expression(rng);
         let target = expr.value();
-        let question = format!("Using the numbers {numbers:?}, create an equation that equals {target}. Use each number once with + - * /");
+        let question = question(&numbers, target);
         let mut answer = String::new();
         expr.render(&mut answer);
         let mut steps = Vec::new();
         expr.steps(&mut steps);
-        let reference = Reference { answer: Some(target.to_string()), tests: vec![], numbers };
+        let reference = Reference { answer: Some(target.to_string()), numbers, ..Reference::default() };
         Problem { question, answer, solution: steps.join(" "), reference }
     }
+}
+
+/// The question for a Countdown problem (also for datasets such as
+/// TinyZero's, whose rows hold only `nums` and `target`).
+pub fn question(numbers: &[i64], target: i64) -> String {
+    format!("Using the numbers {numbers:?}, create an equation that equals {target}. Use each number once with + - * /")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -222,7 +222,7 @@ impl Task for ListProgramming {
         Problem {
             question: format!("Write a program that returns {}", fill(family.returns)),
             solution: fill(family.solution),
-            reference: Reference { answer: Some(program.clone()), tests: tests(&program, &inputs), numbers: Vec::new() },
+            reference: Reference { answer: Some(program.clone()), tests: tests(&program, &inputs), ..Reference::default() },
             answer: program,
         }
     }

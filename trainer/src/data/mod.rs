@@ -1,12 +1,14 @@
-//! Training data: JSONL datasets (SFT pairs and conversations, prompts with
+//! Training data: datasets (SFT pairs and conversations, prompts with
 //! reference answers, pre-training text), the prompt formats that turn a
 //! conversation into text, tokenization with a loss mask, packing for
 //! pre-training, and a resumable shuffled batch order.
 //!
-//! JSONL files use TRL's column names, so a dataset prepared for TRL works
-//! here: `{"prompt", "completion"}` (or `"response"`), `{"messages": [...]}`;
-//! for prompts, GSM8K's `{"question", "answer"}` too. Every unusable line is an
-//! [`Error::Line`] with the file, the 1-based line and what is wrong with it.
+//! Datasets (JSONL, Parquet, folders of shards; the common R1 datasets'
+//! layouts) are read by [`dataset`]: [`read_prompts`] and [`read_examples`].
+//! TRL's column names come first, so a dataset prepared for TRL works here:
+//! `{"prompt", "completion"}` (or `"response"`), `{"messages": [...]}`. Every
+//! unusable row is an error with the file, the 1-based line (JSONL) or row
+//! (Parquet), the column and what is wrong with it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -19,6 +21,13 @@ use serde_json::{Map, Value};
 
 use crate::error::{at, Error, Result};
 use crate::tokenizer::TextTokenizer;
+
+pub mod dataset;
+mod parquet;
+
+pub use dataset::{
+    data_files, read_examples, read_prompts, read_prompts_for_sampling, BadRows, Columns, DataOptions, PromptSet, ReadStats,
+};
 
 // ---------------------------------------------------------------------------
 // Conversations
@@ -85,7 +94,7 @@ impl Message {
 pub enum PromptFormat {
     /// The contents as given, one after another; an assistant turn ends with eos.
     Raw,
-    /// R1-Zero's "A conversation between User and Assistant…" (R1-METHOD.md §2);
+    /// R1-Zero's "A conversation between User and Assistant…" (docs/method.md, the prompt);
     /// an assistant turn is ` <reply>` then eos. A system message replaces the preamble.
     R1Zero,
     /// Qwen's ChatML, without a default system prompt.
@@ -331,34 +340,15 @@ impl SftRecord {
     }
 }
 
-/// Reads SFT records, one JSON object a line (blank lines skipped):
-/// `{"prompt": "...", "response": "..."}` (`"completion"` also names the
-/// response, as in TRL; either side may also be a list of messages), or
-/// `{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}]}`
-/// ending with the assistant's turn.
+/// Every SFT record of a dataset, in memory, with the default columns:
+/// [`read_examples`] collected. (Training streams them instead.)
 pub fn read_sft_jsonl(path: impl AsRef<Path>) -> Result<Vec<SftRecord>> {
-    read_jsonl(path.as_ref(), |obj| {
-        if let Some(messages) = obj.get("messages") {
-            let messages = parse_messages(messages, "messages")?;
-            ends_with_assistant(&messages, "messages")?;
-            return Ok(SftRecord::Messages(messages));
-        }
-        let prompt = obj.get("prompt").ok_or("missing field \"prompt\" (or \"messages\")")?;
-        let (key, response) = match (obj.get("response"), obj.get("completion")) {
-            (Some(r), _) => ("response", r),
-            (None, Some(c)) => ("completion", c),
-            (None, None) => return Err("missing field \"response\" (or \"completion\")".into()),
-        };
-        match (prompt, response) {
-            (Value::String(p), Value::String(r)) => Ok(SftRecord::PromptResponse { prompt: p.clone(), response: r.clone() }),
-            _ => {
-                let mut messages = text_or_messages(prompt, "prompt", Role::User)?;
-                messages.extend(text_or_messages(response, key, Role::Assistant)?);
-                ends_with_assistant(&messages, key)?;
-                Ok(SftRecord::Messages(messages))
-            }
-        }
-    })
+    let mut records = Vec::new();
+    read_examples(path.as_ref(), &DataOptions::default(), |r| {
+        records.push(r);
+        Ok(())
+    })?;
+    Ok(records)
 }
 
 // ---------------------------------------------------------------------------
@@ -372,18 +362,42 @@ pub struct CodeTest {
     pub expected: String,
 }
 
+/// Unit tests for a Python answer, run in [`crate::sandbox::python`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PythonTests {
+    /// Run after the program, before the tests (MBPP's `test_setup_code`).
+    pub setup: String,
+    /// Each a piece of Python that raises when the program is wrong
+    /// (`assert f(1) == 2`; HumanEval's `check` and its call).
+    pub tests: Vec<String>,
+    /// HumanEval: the function the tests call.
+    pub entry_point: Option<String>,
+    /// HumanEval: the prompt's code (signature and docstring); a completion
+    /// that does not define `entry_point` is taken as its body and run after it.
+    pub stub: Option<String>,
+}
+
 /// What a prompt's samples are checked against. Which fields are set depends
-/// on the task: an answer (arithmetic, GSM8K), unit tests (code), the numbers
-/// to use with the answer as target (Countdown).
+/// on the task: an answer (arithmetic, GSM8K, MATH), unit tests (code, in the
+/// list language or in Python), the numbers to use with the answer as target
+/// (Countdown).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Reference {
     /// The reference answer, as the data gives it (GSM8K's `… #### 42` is
     /// kept whole; [`final_answer`] takes the number).
     pub answer: Option<String>,
+    /// Unit tests in the list language ([`crate::sandbox::list`]).
     pub tests: Vec<CodeTest>,
     /// Countdown: the numbers the equation must use, each once.
     pub numbers: Vec<i64>,
+    /// Unit tests in Python.
+    pub python: Option<PythonTests>,
+    /// A general prompt (R1's "all scenarios" stage): nothing to verify, it
+    /// is judged by the general rewards (a reward model) instead of the
+    /// rule-based ones. Data: a `"kind"` column of `"general"` (default `"reasoning"`).
+    pub general: bool,
 }
 
 impl Reference {
@@ -393,11 +407,13 @@ impl Reference {
 }
 
 /// A prompt to answer, with what its answers are checked against.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PromptRecord {
     /// The conversation to continue; a plain prompt is one user message.
     pub messages: Vec<Message>,
     pub reference: Reference,
+    /// The dataset's id for the row (`task_id`, `unique_id`, ...), if it has one.
+    pub id: Option<String>,
 }
 
 impl PromptRecord {
@@ -407,55 +423,10 @@ impl PromptRecord {
     }
 }
 
-/// Reads prompts, one JSON object a line (blank lines skipped): `"prompt"`
-/// (or GSM8K's `"question"`) as text or a list of messages, or `"messages"`;
-/// an optional `"answer"` (text or a number); for code, optional `"tests"`
-/// (a list of `{"input", "expected"}`); for Countdown, `"numbers"` (integers,
-/// with the target as `"answer"`).
+/// Every prompt of a dataset with the default columns, references
+/// optional: [`read_prompts_for_sampling`]'s records.
 pub fn read_prompts_jsonl(path: impl AsRef<Path>) -> Result<Vec<PromptRecord>> {
-    read_jsonl(path.as_ref(), |obj| {
-        let (key, prompt) = ["messages", "prompt", "question"]
-            .iter()
-            .find_map(|&k| obj.get(k).map(|v| (k, v)))
-            .ok_or("missing field \"prompt\" (or \"question\" or \"messages\")")?;
-        let messages = text_or_messages(prompt, key, Role::User)?;
-        if messages.last().is_some_and(|m| m.role == Role::Assistant) {
-            return Err(format!("{key}: the last message is from the assistant; a prompt ends with the user's turn"));
-        }
-        let answer = match obj.get("answer") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(other) => return Err(format!("answer: expected text or a number, found {}", kind(other))),
-        };
-        let tests = match obj.get("tests") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let field = |name: &str| match t.get(name) {
-                        Some(Value::String(s)) => Ok(s.clone()),
-                        Some(other) if !other.is_null() && !other.is_object() => Ok(other.to_string()),
-                        Some(other) => Err(format!("tests[{i}].{name}: expected a value literal, found {}", kind(other))),
-                        None => Err(format!("tests[{i}].{name}: missing")),
-                    };
-                    Ok(CodeTest { input: field("input")?, expected: field("expected")? })
-                })
-                .collect::<std::result::Result<_, String>>()?,
-            Some(other) => return Err(format!("tests: expected a list of {{\"input\", \"expected\"}}, found {}", kind(other))),
-        };
-        let numbers = match obj.get("numbers") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(list)) => list
-                .iter()
-                .enumerate()
-                .map(|(i, n)| n.as_i64().ok_or_else(|| format!("numbers[{i}]: expected an integer, found {}", kind(n))))
-                .collect::<std::result::Result<_, String>>()?,
-            Some(other) => return Err(format!("numbers: expected a list of integers, found {}", kind(other))),
-        };
-        Ok(PromptRecord { messages, reference: Reference { answer, tests, numbers } })
-    })
+    Ok(read_prompts_for_sampling(path.as_ref(), &DataOptions::default())?.records)
 }
 
 /// What follows the last `####` (GSM8K's final-answer marker), trimmed; else
@@ -472,7 +443,7 @@ pub fn final_answer(answer: &str) -> &str {
 
 /// Parses each non-blank line of `path` as a JSON object and hands it to
 /// `parse`, whose error message becomes an [`Error::Line`].
-fn read_jsonl<T>(path: &Path, parse: impl Fn(&Map<String, Value>) -> std::result::Result<T, String>) -> Result<Vec<T>> {
+pub fn read_jsonl<T>(path: &Path, parse: impl Fn(&Map<String, Value>) -> std::result::Result<T, String>) -> Result<Vec<T>> {
     let file = std::fs::File::open(path).map_err(at(path))?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
@@ -488,7 +459,7 @@ fn read_jsonl<T>(path: &Path, parse: impl Fn(&Map<String, Value>) -> std::result
     Ok(out)
 }
 
-fn kind(v: &Value) -> &'static str {
+pub fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -560,6 +531,8 @@ fn ends_with_assistant(messages: &[Message], field: &str) -> std::result::Result
 pub struct Tokenized {
     pub ids: Vec<u32>,
     pub loss_mask: Vec<bool>,
+    /// The example was longer than `max_len` tokens and was cut.
+    pub truncated: bool,
 }
 
 impl Tokenized {
@@ -580,7 +553,9 @@ impl Tokenized {
 /// turn) is context, masked out; each assistant turn's reply and its
 /// end-of-turn (`<|im_end|>`, `<｜end▁of▁sentence｜>`, or the eos token for
 /// `raw` / `r1-zero`) are targets. Whitespace a template writes after the
-/// end-of-turn is context. The result is cut to its first `max_len` tokens.
+/// end-of-turn is context. The result is cut to its first `max_len` tokens
+/// (and marked `truncated`); no more text is tokenized than those need
+/// ([`TextTokenizer::encode_raw_prefix`]).
 ///
 /// Turn boundaries are found by rendering the conversation progressively (up
 /// to each assistant turn with the generation prompt, then through it), and
@@ -621,13 +596,21 @@ pub fn tokenize_sft(record: &SftRecord, tokenizer: &TextTokenizer, format: &Prom
         let reply = full.strip_prefix(prompt.as_str()).ok_or_else(|| not_progressive(k))?;
         let (target, after) = if eos.is_some() { (reply, "") } else { reply.split_at(reply.trim_end().len()) };
 
-        let context_ids = if out.ids.is_empty() { tokenizer.encode_prompt(context)? } else { tokenizer.encode_raw(context)? };
+        // Each piece tokenized only as far as the room left (plus one, to
+        // tell a cut example from one that fits exactly).
+        let room = |out: &Tokenized| (max_len + 1).saturating_sub(out.ids.len());
+        let context_ids =
+            if out.ids.is_empty() { tokenizer.encode_prompt_prefix(context, room(&out))? } else { tokenizer.encode_raw_prefix(context, room(&out))? };
         out.push(context_ids, false);
-        out.push(tokenizer.encode_raw(target)?, true);
+        out.push(tokenizer.encode_raw_prefix(target, room(&out))?, true);
         out.push(eos, true);
-        out.push(tokenizer.encode_raw(after)?, false);
+        out.push(tokenizer.encode_raw_prefix(after, room(&out))?, false);
         done = full;
+        if out.ids.len() > max_len {
+            break;
+        }
     }
+    out.truncated = out.ids.len() > max_len;
     out.ids.truncate(max_len);
     out.loss_mask.truncate(max_len);
     if let Some(first) = out.loss_mask.first_mut() {
@@ -666,23 +649,55 @@ pub fn read_corpus(path: impl AsRef<Path>) -> Result<Vec<String>> {
     Ok(documents)
 }
 
-/// Packs documents for next-token pre-training: each document followed by
-/// `eos`, all concatenated, cut into rows of exactly `seq_len + 1` tokens.
-/// A row is a model input (`row[..seq_len]`) and its targets (`row[1..]`)
-/// at once; consecutive rows overlap by one token (row `r` starts at token
-/// `r * seq_len`), so every token but the first is a target exactly once. The
-/// tail too short for a row is dropped; `seq_len == 0` gives no rows.
+/// Packs documents for next-token pre-training into rows of at most
+/// `seq_len + 1` tokens, each document followed by `eos`. A row is a model
+/// input (`row[..len - 1]`) and its targets (`row[1..]`) at once.
+///
+/// Documents are kept whole: consecutive documents share a row while they
+/// fit, and one that would cross the row's end starts the next row. Cutting
+/// the concatenated stream at fixed offsets instead (the usual packing for
+/// long web text) would split most short documents, a worked solution from
+/// its question, and teach answers to questions the model never saw (Ding
+/// et al. 2024, "Fewer Truncations Improve Language Modeling"). Only a
+/// document longer than a row is cut, into rows that overlap by one token so
+/// that each of its tokens but the first is a target once. Rows are shorter
+/// than `seq_len + 1` where the next document did not fit (batches pad
+/// them); `seq_len == 0` gives no rows.
 pub fn pack(documents: &[Vec<u32>], eos: u32, seq_len: usize) -> Vec<Vec<u32>> {
+    let mut rows = Vec::new();
     if seq_len == 0 {
-        return Vec::new();
+        return rows;
     }
-    let mut stream = Vec::with_capacity(documents.iter().map(|d| d.len() + 1).sum());
+    let width = seq_len + 1;
+    let mut row: Vec<u32> = Vec::with_capacity(width);
+    let flush = |row: &mut Vec<u32>, rows: &mut Vec<Vec<u32>>| {
+        if row.len() >= 2 {
+            rows.push(std::mem::replace(row, Vec::with_capacity(width)));
+        } else {
+            row.clear();
+        }
+    };
     for doc in documents {
-        stream.extend_from_slice(doc);
+        let len = doc.len() + 1;
+        if row.len() + len > width {
+            flush(&mut row, &mut rows);
+        }
+        if len <= width {
+            row.extend_from_slice(doc);
+            row.push(eos);
+            continue;
+        }
+        let mut stream = doc.clone();
         stream.push(eos);
+        let mut at = 0;
+        while stream.len() - at > 1 {
+            let end = (at + width).min(stream.len());
+            rows.push(stream[at..end].to_vec());
+            at = end - 1;
+        }
     }
-    let rows = stream.len().saturating_sub(1) / seq_len;
-    (0..rows).map(|r| stream[r * seq_len..r * seq_len + seq_len + 1].to_vec()).collect()
+    flush(&mut row, &mut rows);
+    rows
 }
 
 // ---------------------------------------------------------------------------
@@ -896,8 +911,8 @@ mod tests {
         let cases = [
             ("{\"prompt\": \"x\"", "not JSON"),
             ("[1, 2]", "expected a JSON object"),
-            ("{\"prompt\": \"x\"}", "missing field \"response\""),
-            ("{\"response\": \"x\"}", "missing field \"prompt\""),
+            ("{\"prompt\": \"x\"}", "\"prompt\" with \"completion\" (or \"response\")"),
+            ("{\"response\": \"x\"}", "no example: expected \"messages\", or \"prompt\""),
             ("{\"prompt\": 3, \"response\": \"x\"}", "prompt: expected text or a list of messages"),
             ("{\"messages\": [{\"role\": \"user\", \"content\": \"u\"}, {\"role\": \"assistant\", \"content\": \"a\"}, {\"role\": 7, \"content\": \"c\"}]}", "messages[2].role: not a string"),
             ("{\"messages\": [{\"role\": \"tool\", \"content\": \"u\"}]}", "messages[0].role: \"tool\" is not one of"),
@@ -936,11 +951,11 @@ mod tests {
         let path = write(&dir, "bad.jsonl", "{\"prompt\": \"x\", \"answer\": [1]}\n");
         let (line, message) = line_error(read_prompts_jsonl(&path).unwrap_err());
         assert_eq!(line, 1);
-        assert!(message.contains("answer: expected text or a number"), "{message}");
+        assert!(message.contains("column \"answer\": expected text or a number"), "{message}");
         let path = write(&dir, "bad.jsonl", "\n{\"answer\": \"1\"}\n");
         let (line, message) = line_error(read_prompts_jsonl(&path).unwrap_err());
         assert_eq!(line, 2);
-        assert!(message.contains("missing field \"prompt\""), "{message}");
+        assert!(message.contains("no prompt: expected a column \"prompt\""), "{message}");
     }
 
     #[test]
@@ -1032,14 +1047,22 @@ mod tests {
     }
 
     #[test]
-    fn packs_rows_that_overlap_by_one() {
+    fn packs_whole_documents_and_cuts_only_those_longer_than_a_row() {
         let docs = vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9]];
-        // Stream: 1 2 3 E 4 5 E 6 7 8 9 E (E = 0), 12 tokens.
-        let rows = pack(&docs, 0, 4);
-        assert_eq!(rows, vec![vec![1, 2, 3, 0, 4], vec![4, 5, 0, 6, 7]]);
-        assert!(pack(&docs, 0, 0).is_empty());
-        assert!(pack(&docs, 0, 100).is_empty());
+        // Rows of at most 5 tokens (E = 0): 1 2 3 E fits, 4 5 E would not
+        // (7 tokens), so it starts the next row, and 6 7 8 9 E fills a third.
+        assert_eq!(pack(&docs, 0, 4), vec![vec![1, 2, 3, 0], vec![4, 5, 0], vec![6, 7, 8, 9, 0]]);
+        // Two documents share a row when they fit together.
+        assert_eq!(pack(&docs, 0, 6), vec![vec![1, 2, 3, 0, 4, 5, 0], vec![6, 7, 8, 9, 0]]);
         assert_eq!(pack(&docs, 0, 11), vec![vec![1, 2, 3, 0, 4, 5, 0, 6, 7, 8, 9, 0]]);
+        assert_eq!(pack(&docs, 0, 100), vec![vec![1, 2, 3, 0, 4, 5, 0, 6, 7, 8, 9, 0]]);
+        assert!(pack(&docs, 0, 0).is_empty());
+        // Longer than a row: cut into rows overlapping by one, each token
+        // but the first a target once; the next document starts afresh.
+        let long = vec![vec![1, 2, 3, 4, 5, 6, 7], vec![8]];
+        assert_eq!(pack(&long, 0, 3), vec![vec![1, 2, 3, 4], vec![4, 5, 6, 7], vec![7, 0], vec![8, 0]]);
+        // No row of a single token (nothing to predict).
+        assert_eq!(pack(&[vec![1, 2, 3]], 0, 3), vec![vec![1, 2, 3, 0]]);
     }
 
     #[test]

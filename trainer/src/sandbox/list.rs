@@ -1,10 +1,11 @@
-//! The sandbox for code answers: a small list language and its interpreter.
+//! The list language: a tiny pure language whose interpreter is its own
+//! sandbox, for the built-in code task (`listprog`) that small models learn.
 //!
-//! Code rewards (R1-METHOD.md §4) run a model's program against unit tests.
-//! Running Python would need a process, a jail and a clock; instead the
-//! programs are written in a tiny pure language whose interpreter is the
-//! sandbox. It has no names for files, the network, processes, the clock or
-//! any global state, so a program can only compute a value from its input.
+//! Code rewards (docs/method.md, rewards) run a model's program against unit tests.
+//! Python needs a process, a jail and a clock ([`super::python`]); a program
+//! in this language needs none of them: the interpreter is the sandbox. It
+//! has no names for files, the network, processes, the clock or any global
+//! state, so a program can only compute a value from its input.
 //! Every resource it can consume is budgeted ([`Limits`]): interpreter steps,
 //! list cells, nesting depth, wall-clock time and source length. A budget
 //! running out is an error like any other, so an infinite loop or a huge
