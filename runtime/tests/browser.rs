@@ -9,6 +9,10 @@
 //! target; without them it says so and passes (unless `AHA_REQUIRE_CHROMIUM`
 //! is set). Builds `web/` with cargo (~40 s the first time).
 
+// It drives a host program (Chromium), which WebAssembly cannot start: under
+// wasm32-wasip1 (scripts/emulated-tests.sh wasm) the file holds no test.
+#![cfg(not(target_family = "wasm"))]
+
 use aha_kernels::DType;
 use aha_runtime::convert::{convert, ConvertOptions};
 use aha_runtime::{GenerateOptions, Generator, KvType, Model, Sampler, SamplerConfig, Session, Template};

@@ -10,6 +10,10 @@
 //! runs it (`scripts/emulated-tests.sh cortex-m`). It builds the firmware with cargo (~2 minutes the first time,
 //! ~30 s after) and prints the emulator's instruction counts.
 
+// It drives a host program (QEMU), which WebAssembly cannot start: under
+// wasm32-wasip1 (scripts/emulated-tests.sh wasm) the file holds no test.
+#![cfg(not(target_family = "wasm"))]
+
 use aha_kernels::{DType, Kernels};
 use aha_runtime::convert::{convert, ConvertOptions};
 use aha_runtime::footprint::{board, Footprint};
