@@ -19,6 +19,9 @@ pub struct PipelineArgs {
     /// reward-model, rl-all, distill-seq, distill-kd, student-rl, export, eval, device, report).
     #[arg(long)]
     pub from: Option<String>,
+    /// Run only this stage and the stages it needs (`--until zero`: data, base, zero).
+    #[arg(long)]
+    pub until: Option<String>,
     /// flex (CPU), wgpu or vulkan, for every training stage.
     #[arg(long)]
     pub device: Option<String>,
@@ -57,7 +60,7 @@ pub fn pipeline(a: &PipelineArgs) -> Result<()> {
         },
         Err(_) => None,
     };
-    let job = PipelineJob { config, out: a.out.clone(), from: a.from.clone(), stop, progress: true };
+    let job = PipelineJob { config, out: a.out.clone(), from: a.from.clone(), until: a.until.clone(), stop, progress: true };
     let outcomes = pipeline::pipeline(&job)?;
     let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
     eprintln!(

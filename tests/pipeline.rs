@@ -109,6 +109,12 @@ fn the_reduced_pipeline_runs_resumes_skips_and_reports_its_files() {
     let log = stderr(&from);
     assert!(from.status.success(), "{log}");
     assert!(log.contains("student-rl: up to date") && log.contains("export: running") && log.contains("report: running"), "{log}");
+    // --until runs a stage and what it needs, nothing else.
+    let until = aha(&[&args[..], &["--until", "zero"]].concat(), None);
+    let log = stderr(&until);
+    assert!(until.status.success(), "{log}");
+    assert_eq!(log.matches("up to date, skipped").count(), 3, "data, base and zero only: {log}");
+    assert!(log.contains("zero: up to date") && !log.contains("student-base") && !log.contains("report"), "{log}");
 
     // Bad settings are named.
     let bad = tmp.path().join("bad.toml");

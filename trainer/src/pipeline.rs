@@ -28,7 +28,7 @@
 //! inputs changed is run again from scratch, and so is every stage after it
 //! that depends on it. `--from STAGE` reruns from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -70,6 +70,42 @@ pub const STAGES: &[&str] = &[
     "device",
     "report",
 ];
+
+/// The stages whose outputs `stage` reads (its hash covers theirs).
+pub fn stage_inputs(stage: &str) -> &'static [&'static str] {
+    match stage {
+        "data" => &[],
+        "base" | "student-base" => &["data"],
+        "zero" => &["data", "base"],
+        "cold-start" => &["data", "base", "zero"],
+        "reasoning" => &["data", "cold-start"],
+        "sft" => &["data", "base", "reasoning"],
+        "reward-model" => &["data", "sft"],
+        "rl-all" => &["data", "sft", "reward-model"],
+        "distill-seq" | "distill-kd" => &["data", "rl-all", "student-base"],
+        "student-rl" => &["data", "student-base"],
+        "export" => &["distill-seq"],
+        // Every model the report compares.
+        "eval" => &STAGES[1..STAGES.len() - 3],
+        "device" => &["export"],
+        "report" => &["eval", "device"],
+        _ => &[],
+    }
+}
+
+/// `stage` and every stage it needs, directly or through another.
+fn needed_for(stage: &str) -> BTreeSet<&'static str> {
+    let mut needed = BTreeSet::new();
+    let mut todo: Vec<&str> = vec![stage];
+    while let Some(s) = todo.pop() {
+        if let Some(known) = STAGES.iter().find(|k| **k == s) {
+            if needed.insert(*known) {
+                todo.extend(stage_inputs(known));
+            }
+        }
+    }
+    needed
+}
 
 /// The task and the corpus the base learns from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -335,7 +371,7 @@ impl Default for PipelineConfig {
             task: TaskSettings::default(),
             base: ModelSettings::default(),
             student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(400, 3e-3) },
-            zero: rl(80, &["accuracy", "format"]),
+            zero: rl(120, &["accuracy", "format"]),
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
             sft: SampledSft::new(800, 4, 240),
@@ -424,6 +460,8 @@ pub struct PipelineJob {
     pub out: PathBuf,
     /// Rerun from this stage on.
     pub from: Option<String>,
+    /// Run only this stage and the stages it needs.
+    pub until: Option<String>,
     /// Stop this stage after this many steps, as a kill would (tests).
     pub stop: Option<(String, u64)>,
     pub progress: bool,
@@ -485,6 +523,8 @@ struct Runner<'j> {
     layout: Layout,
     hashes: BTreeMap<String, String>,
     forced: bool,
+    /// With `--until`: the stages that run; the others are left as they are.
+    wanted: Option<BTreeSet<&'static str>>,
     outcomes: Vec<(String, Outcome)>,
 }
 
@@ -515,10 +555,14 @@ impl Runner<'_> {
 
     /// Runs `body` as stage `name` unless it is done with the same `key` and
     /// inputs. `body` gets the stage folder and whether to resume.
-    fn stage(&mut self, name: &str, inputs: &[&str], key: Value, body: impl FnOnce(&Path, RunControl) -> Result<()>) -> Result<()> {
+    fn stage(&mut self, name: &str, key: Value, body: impl FnOnce(&Path, RunControl) -> Result<()>) -> Result<()> {
+        if self.wanted.as_ref().is_some_and(|w| !w.contains(name)) {
+            return Ok(());
+        }
         if self.job.from.as_deref() == Some(name) {
             self.forced = true;
         }
+        let inputs = stage_inputs(name);
         let input_hashes: Vec<&String> = inputs.iter().filter_map(|i| self.hashes.get(*i)).collect();
         let hash = stable_hash(&json!({"stage": name, "settings": key, "inputs": input_hashes}).to_string());
         let dir = self.dir(name);
@@ -773,9 +817,11 @@ fn key<T: Serialize>(value: &T) -> Value {
 
 /// Runs the pipeline; returns what each stage did in this call.
 pub fn pipeline(job: &PipelineJob) -> Result<Vec<(String, Outcome)>> {
-    if let Some(from) = &job.from {
-        if !STAGES.contains(&from.as_str()) {
-            return Err(Error::Usage(format!("--from {from}: not a stage (stages: {})", STAGES.join(", "))));
+    for (flag, stage) in [("--from", &job.from), ("--until", &job.until)] {
+        if let Some(stage) = stage {
+            if !STAGES.contains(&stage.as_str()) {
+                return Err(Error::Usage(format!("{flag} {stage}: not a stage (stages: {})", STAGES.join(", "))));
+            }
         }
     }
     std::fs::create_dir_all(&job.out).map_err(at(&job.out))?;
@@ -783,25 +829,25 @@ pub fn pipeline(job: &PipelineJob) -> Result<Vec<(String, Outcome)>> {
     let resolved = toml::to_string(&c).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&job.out.join("pipeline.toml"), resolved.as_bytes())?;
     let l = Layout::new(&job.out, &c);
-    let mut r = Runner { job, layout: l.clone(), hashes: BTreeMap::new(), forced: false, outcomes: Vec::new() };
+    let mut r = Runner { job, layout: l.clone(), hashes: BTreeMap::new(), forced: false, wanted: job.until.as_deref().map(needed_for), outcomes: Vec::new() };
 
-    r.stage("data", &[], json!([c.seed, key(&c.task)]), |dir, _| write_data(dir, &c))?;
+    r.stage("data", json!([c.seed, key(&c.task)]), |dir, _| write_data(dir, &c))?;
     let (corpus, train, test) = (l.data("corpus.txt"), l.data("train.jsonl"), l.data("test.jsonl"));
-    r.stage("base", &["data"], key(&c.base), |dir, ctl| pretrain(dir, corpus.clone(), &c.base, ctl))?;
-    r.stage("student-base", &["data"], key(&c.student), |dir, ctl| pretrain(dir, corpus.clone(), &c.student, ctl))?;
+    r.stage("base", key(&c.base), |dir, ctl| pretrain(dir, corpus.clone(), &c.base, ctl))?;
+    r.stage("student-base", key(&c.student), |dir, ctl| pretrain(dir, corpus.clone(), &c.student, ctl))?;
     let (base, student) = (l.model("base"), l.model("student-base"));
-    r.stage("zero", &["data", "base"], key(&c.zero), |dir, ctl| grpo(dir, base.clone(), train.clone(), test.clone(), &c.zero, ctl))?;
-    r.stage("cold-start", &["data", "base", "zero"], key(&c.cold_start), |dir, ctl| {
+    r.stage("zero", key(&c.zero), |dir, ctl| grpo(dir, base.clone(), train.clone(), test.clone(), &c.zero, ctl))?;
+    r.stage("cold-start", key(&c.cold_start), |dir, ctl| {
         sampled_sft(dir, &l.model("zero"), &base, &train, &c.cold_start, ctl)
     })?;
-    r.stage("reasoning", &["data", "cold-start"], key(&c.reasoning), |dir, ctl| {
+    r.stage("reasoning", key(&c.reasoning), |dir, ctl| {
         grpo(dir, l.model("cold-start"), train.clone(), test.clone(), &c.reasoning, ctl)
     })?;
-    r.stage("sft", &["data", "base", "reasoning"], key(&c.sft), |dir, ctl| {
+    r.stage("sft", key(&c.sft), |dir, ctl| {
         sampled_sft(dir, &l.model("reasoning"), &base, &train, &c.sft, ctl)
     })?;
     let sft = l.model("sft");
-    r.stage("reward-model", &["data", "sft"], key(&c.reward_model), |dir, ctl| {
+    r.stage("reward-model", key(&c.reward_model), |dir, ctl| {
         let job = RewardModelJob {
             init: sft.clone(),
             pairs: Source::File(l.data("pairs.jsonl")),
@@ -818,11 +864,11 @@ pub fn pipeline(job: &PipelineJob) -> Result<Vec<(String, Outcome)>> {
         let rm = l.model("reward-model");
         rl_all.general_rewards = vec![format!("rm-answer:{}", rm.display()), format!("rm:{}:0.5", rm.display())];
     }
-    r.stage("rl-all", &["data", "sft", "reward-model"], key(&c.rl_all), |dir, ctl| {
+    r.stage("rl-all", key(&c.rl_all), |dir, ctl| {
         grpo(dir, sft.clone(), l.data("mixed.jsonl"), test.clone(), &rl_all, ctl)
     })?;
     for (name, d) in [("distill-seq", &c.distill_seq), ("distill-kd", &c.distill_kd)] {
-        r.stage(name, &["data", "rl-all", "student-base"], key(d), |dir, ctl| {
+        r.stage(name, key(d), |dir, ctl| {
             let job = DistillJob {
                 teacher: l.model("rl-all"),
                 student: Init::Checkpoint(student.clone()),
@@ -837,13 +883,34 @@ pub fn pipeline(job: &PipelineJob) -> Result<Vec<(String, Outcome)>> {
         })?;
     }
     let control_rl = c.student_rl.clone().unwrap_or_else(|| c.zero.clone());
-    r.stage("student-rl", &["data", "student-base"], key(&control_rl), |dir, ctl| {
+    r.stage("student-rl", key(&control_rl), |dir, ctl| {
         grpo(dir, student.clone(), train.clone(), test.clone(), &control_rl, ctl)
     })?;
-    r.stage("export", &["distill-seq"], key(&c.export), |dir, _| export(&l, &c, dir))?;
-    let evaluated: Vec<&str> = STAGES[1..STAGES.len() - 3].to_vec();
-    r.stage("eval", &evaluated, key(&c.eval), |dir, _| evaluate_all(&l, &c, dir))?;
-    r.stage("device", &["export"], key(&c.device_check), |dir, _| crate::report::device_check(&l, &c, dir))?;
-    r.stage("report", &["eval", "device"], json!(STAGES), |dir, _| crate::report::write_report(&l, &c, dir).map(|_| ()))?;
+    r.stage("export", key(&c.export), |dir, _| export(&l, &c, dir))?;
+    r.stage("eval", key(&c.eval), |dir, _| evaluate_all(&l, &c, dir))?;
+    r.stage("device", key(&c.device_check), |dir, _| crate::report::device_check(&l, &c, dir))?;
+    r.stage("report", json!(STAGES), |dir, _| crate::report::write_report(&l, &c, dir).map(|_| ()))?;
     Ok(r.outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_reads_only_earlier_stages() {
+        for (i, stage) in STAGES.iter().enumerate() {
+            for input in stage_inputs(stage) {
+                let at = STAGES.iter().position(|s| s == input).unwrap_or_else(|| panic!("{stage} reads {input}, not a stage"));
+                assert!(at < i, "{stage} reads {input}, which runs after it");
+            }
+        }
+    }
+
+    #[test]
+    fn until_takes_a_stage_and_what_it_needs() {
+        assert_eq!(needed_for("zero").into_iter().collect::<Vec<_>>(), ["base", "data", "zero"]);
+        assert!(!needed_for("distill-seq").contains("student-rl") && needed_for("distill-seq").contains("zero"));
+        assert_eq!(needed_for("report").len(), STAGES.len());
+    }
 }
