@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +35,7 @@ use crate::device::{DeviceChoice, Precision};
 use crate::error::{Error, Result};
 use crate::eval::{EvalConfig, EvalSet};
 use crate::generate::{Completion, Finish, GenerateConfig};
-use crate::model::{CausalLm, Inputs};
+use crate::model::{nonzero, positions, spread, CausalLm, Inputs};
 use crate::optim::{AdamW, GradSum, OptimConfig};
 use crate::params::{state_dict, take_grads, HostTensor};
 use crate::recipes::Source;
@@ -851,20 +850,29 @@ impl Micro {
     }
 }
 
-/// log π(target) of every position at `temperature` (`[rows, len]`) and,
-/// when asked, each position's entropy (detached).
+/// log π(target) at `temperature` (`[rows, len]`) and, when asked, each
+/// position's entropy (detached), at the completion positions the loss
+/// reads (the mask), 0 elsewhere: the output projection and the softmax are
+/// computed at those positions only (`CausalLm::logprobs_at`).
 fn token_logprobs(model: &CausalLm, micro: &Micro, temperature: f32, entropy: bool) -> (Tensor<2>, Option<Tensor<2>>) {
     let device = model.device();
     let inputs = Inputs::causal(&micro.inputs, &device);
-    let logits = model.forward(&inputs, None);
-    let logits = if temperature != 1.0 { logits / temperature as f64 } else { logits };
-    let logp_all = log_softmax(logits, 2);
+    let at = nonzero(&micro.mask);
+    if at.is_empty() {
+        // No completion token counts here (every row is masked): zeros that keep the graph.
+        let zero = model.forward(&inputs, None).sum_dim(2).squeeze_dim::<2>(2) * 0.0;
+        return (zero.clone(), entropy.then(|| zero.detach()));
+    }
+    let at = positions(&at, &device);
+    let n = at.dims()[0];
+    let logp_all = model.logprobs_at(&inputs, &at, temperature);
     let entropy = entropy.then(|| {
         let l = logp_all.clone().detach();
-        -(l.clone().exp() * l).sum_dim(2).squeeze_dim::<2>(2)
+        spread(-(l.clone().exp() * l).sum_dim(1).reshape([n]), at.clone(), micro.rows, micro.len)
     });
-    let logp = logp_all.gather(2, micro.targets(&device).unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2);
-    (logp, entropy)
+    let targets = micro.targets(&device).flatten::<1>(0, 1).select(0, at.clone()).reshape([n, 1]);
+    let logp = logp_all.gather(1, targets).reshape([n]);
+    (spread(logp, at, micro.rows, micro.len), entropy)
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
@@ -951,4 +959,43 @@ fn update(
         out.lr = lr;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::log_softmax;
+
+    #[test]
+    fn log_probs_at_completion_positions_equal_the_whole_softmax_there() {
+        let device = Device::flex();
+        device.seed(5);
+        let config = crate::config::parse_config_toml(
+            "model_type = \"qwen2\"\nvocab_size = 40\nhidden_size = 16\nintermediate_size = 24\nnum_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1\n",
+        )
+        .unwrap();
+        let model = crate::params::map_params(CausalLm::init(&config, &device), |_, v, _| Some(v.clone() * 20.0));
+        let row = |n: usize, first: usize, counts: bool, k: u32| TrainRow {
+            ids: (0..n as u32).map(|i| (i * 7 + k) % 40).collect(),
+            first_target: first,
+            counts,
+            advantage: 1.0,
+        };
+        let rows = [row(9, 4, true, 1), row(6, 2, true, 3), row(8, 3, false, 5)];
+        let micro = Micro::new(&rows, 0);
+        let t = 0.7;
+        let (logp, entropy) = token_logprobs(&model, &micro, t, true);
+        let all = log_softmax(model.forward(&Inputs::causal(&micro.inputs, &device), None) / t as f64, 2);
+        let want = host(all.clone().gather(2, micro.targets(&device).unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2));
+        let want_entropy = host(-(all.clone().exp() * all).sum_dim(2).squeeze_dim::<2>(2));
+        let (got, got_entropy) = (host(logp), host(entropy.unwrap()));
+        assert!(micro.mask.iter().filter(|m| **m != 0.0).count() == 5 + 4);
+        for (i, m) in micro.mask.iter().enumerate() {
+            if *m != 0.0 {
+                assert!((got[i] - want[i]).abs() < 1e-5 && (got_entropy[i] - want_entropy[i]).abs() < 1e-5, "position {i}");
+            } else {
+                assert!(got[i] == 0.0 && got_entropy[i] == 0.0, "position {i} is outside the loss");
+            }
+        }
+    }
 }

@@ -262,8 +262,8 @@ impl CausalLm {
         self.model.norm.forward(x)
     }
 
-    /// Logits `[batch, len, vocab]` in f32 from hidden states.
-    pub fn project(&self, hidden: Tensor<3>) -> Tensor<3> {
+    /// Logits `[…, vocab]` in f32 from hidden states `[…, hidden]`.
+    pub fn project<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(hidden, self.compute),
             None => linear(hidden, self.model.embed_tokens.weight.val().cast(self.compute).transpose(), None),
@@ -276,6 +276,18 @@ impl CausalLm {
         self.project(self.hidden(inputs, cache))
     }
 
+    /// `log_softmax(logits / temperature)`, `[n, vocab]`, at the positions
+    /// `at` of the inputs (flat indices `b · len + t`). The output projection
+    /// and the softmax, the widest tensors of a step, are computed there
+    /// only: at the positions a loss or a log-prob reads, not at prompt or
+    /// padding positions. `at` must not be empty.
+    pub fn logprobs_at(&self, inputs: &Inputs, at: &Tensor<1, Int>, temperature: f32) -> Tensor<2> {
+        let hidden = self.hidden(inputs, None);
+        let [batch, len, width] = hidden.dims();
+        let logits = self.project(hidden.reshape([batch * len, width]).select(0, at.clone()));
+        log_softmax(if temperature != 1.0 { logits / temperature as f64 } else { logits }, 1)
+    }
+
     /// log π(target | prefix) for each position: `[batch, len]`, where
     /// `targets[b][t]` is the token that follows `inputs.tokens[b][t]`.
     pub fn token_logprobs(&self, inputs: &Inputs, targets: Tensor<2, Int>) -> Tensor<2> {
@@ -284,11 +296,24 @@ impl CausalLm {
     }
 
     /// Cross-entropy summed over positions, each weighted by `weights`
-    /// (0 leaves a position out). The caller divides by the number of
-    /// target tokens of the whole batch, so that gradient accumulation over
+    /// (0 leaves a position out, and the vocabulary is projected only where
+    /// the weight is not 0). The caller divides by the number of target
+    /// tokens of the whole batch, so that gradient accumulation over
     /// micro-batches equals one large batch.
     pub fn nll_sum(&self, inputs: &Inputs, targets: Tensor<2, Int>, weights: Tensor<2>) -> Tensor<1> {
-        -(self.token_logprobs(inputs, targets) * weights).sum()
+        let host: Vec<f32> = weights.to_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+        let at = nonzero(&host);
+        if at.is_empty() {
+            // Nothing to learn from here; a zero that keeps the graph.
+            return -(self.token_logprobs(inputs, targets) * weights).sum();
+        }
+        let device = weights.device();
+        let at = positions(&at, &device);
+        let n = at.dims()[0];
+        let targets = targets.flatten::<1>(0, 1).select(0, at.clone()).reshape([n, 1]);
+        let weights = weights.flatten::<1>(0, 1).select(0, at.clone());
+        let logp = self.logprobs_at(inputs, &at, 1.0).gather(1, targets).reshape([n]);
+        -(logp * weights).sum()
     }
 
     /// cos and sin of each position × frequency, `[batch, 1, len, head_dim]`,
@@ -361,6 +386,23 @@ impl Mlp {
 
 /// RoPE inverse frequencies, as the runtime computes them (Llama 3.1 scaling
 /// included), so both engines rotate identically.
+/// The flat indices of the non-zero entries of `mask`.
+pub fn nonzero(mask: &[f32]) -> Vec<i64> {
+    mask.iter().enumerate().filter(|(_, m)| **m != 0.0).map(|(i, _)| i as i64).collect()
+}
+
+/// Flat positions as an index tensor.
+pub fn positions(at: &[i64], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(at.to_vec(), [at.len()]), device)
+}
+
+/// `values[i]` at flat position `at[i]` of a `[rows, len]` tensor of zeros
+/// (the gradient flows back to `values`).
+pub fn spread(values: Tensor<1>, at: Tensor<1, Int>, rows: usize, len: usize) -> Tensor<2> {
+    let zeros = Tensor::<1>::zeros([rows * len], &values.device());
+    zeros.select_assign(0, at, values, burn::tensor::IndexingUpdateOp::Add).reshape([rows, len])
+}
+
 pub fn inv_freq(config: &Config) -> Vec<f32> {
     let head_dim = config.head_dim as usize;
     (0..head_dim / 2)

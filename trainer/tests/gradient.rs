@@ -71,3 +71,35 @@ fn gradients_match_finite_differences_for_every_tensor() {
     // order 1; f32 rounding and curvature leave about 1.5% here.
     assert!(worst.0 < 3e-2, "worst relative error {:.2e} at {}", worst.0, worst.1);
 }
+
+#[test]
+fn the_loss_projected_at_its_positions_only_equals_the_whole_projection() {
+    // nll_sum computes logits only where the weight is not 0; the same loss
+    // over every position's logits, weighted, must agree in value and in
+    // every parameter's gradient.
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let config = parse_config_toml(TINY).unwrap();
+    let model = CausalLm::init(&config, &device);
+    let model = map_params(model, |_, v, _| Some(v.clone() * 5.0));
+    let rows: Vec<Vec<u32>> = (0..3).map(|b| (0..9).map(|i| ((i * 5 + b * 11 + 1) % 48) as u32).collect()).collect();
+    let inputs: Vec<Vec<u32>> = rows.iter().map(|r| r[..8].to_vec()).collect();
+    let targets: Vec<i64> = rows.iter().flat_map(|r| r[1..].iter().map(|&t| t as i64)).collect();
+    // A prompt of 3 positions and a padded tail, as in SFT and GRPO rows; one row counts nowhere.
+    let weights: Vec<f32> = (0..3).flat_map(|b| (0..8).map(move |t| if b != 1 && (3..8 - b).contains(&t) { 0.5 + t as f32 / 8.0 } else { 0.0 })).collect();
+    let inputs = Inputs::causal(&inputs, &device);
+    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, [3, 8]), &device);
+    let weights = Tensor::<2>::from_data(TensorData::new(weights, [3, 8]), &device);
+
+    let selected = model.nll_sum(&inputs, targets.clone(), weights.clone());
+    let whole = -(model.token_logprobs(&inputs, targets) * weights).sum();
+    let (a, b) = (value(selected.clone()), value(whole.clone()));
+    assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "selected {a} vs whole {b}");
+    let (ga, gb) = (take_grads(&model, &mut selected.backward()), take_grads(&model, &mut whole.backward()));
+    assert_eq!(ga.len(), gb.len());
+    for (name, g) in &ga {
+        let diff = value((g.clone() - gb[name].clone()).abs().max());
+        let scale = value(gb[name].clone().abs().max());
+        assert!(diff <= 1e-5 * scale.max(1e-3), "{name}: gradients differ by {diff} (scale {scale})");
+    }
+}
