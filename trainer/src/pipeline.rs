@@ -371,7 +371,7 @@ impl Default for PipelineConfig {
             task: TaskSettings::default(),
             base: ModelSettings::default(),
             student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(400, 3e-3) },
-            zero: rl(120, &["accuracy", "format"]),
+            zero: rl(80, &["accuracy", "format"]),
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
             sft: SampledSft::new(800, 4, 240),

@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Problem;
 
-/// How often a step of the checked style is first written wrong.
-const SLIP: f32 = 0.25;
-
 /// Shares of each style in a corpus (normalised when drawn).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -119,22 +116,19 @@ pub fn styled_thought(problem: &Problem, style: Style, rng: &mut Rng) -> String 
         Style::Bare => bare,
         Style::Steps => steps.iter().map(Step::english).collect::<Vec<_>>().join(" "),
         Style::Checked => {
-            // Each step slips with probability SLIP, and only a slipped step
-            // is followed by `Wait,` and the step redone: the catch is a
-            // signal the model can learn to read (the value written does
-            // not follow from the operands), so the style also catches the
-            // model's own slips, which plain steps carry to the answer.
+            let slip = (rng.next_u32() as usize) % steps.len();
             let mut out: Vec<String> = Vec::new();
-            for step in &steps {
-                match step.c.parse::<i64>() {
-                    Ok(c) if rng.next_f32() < SLIP => {
+            for (i, step) in steps.iter().enumerate() {
+                if i == slip {
+                    if let Ok(c) = step.c.parse::<i64>() {
                         let off = 1 + (rng.next_u32() % 2) as i64;
                         let wrong = if rng.next_u32() % 2 == 0 { c + off } else { c - off };
                         out.push(format!("{} {} {} = {wrong}.", step.a, step.op, step.b));
                         out.push(format!("Wait, {}", step.english()));
+                        continue;
                     }
-                    _ => out.push(step.english()),
                 }
+                out.push(step.english());
             }
             let last = &steps[steps.len() - 1];
             let check = match last.op.as_str() {
@@ -173,11 +167,9 @@ mod tests {
     #[test]
     fn each_style_reads_as_described_and_keeps_the_answer() {
         let mut rng = Rng::new(4);
-        let (mut checked_waits, mut checked_steps) = (0, 0);
         for _ in 0..50 {
             let p = sums().problem(&mut rng);
             assert!(p.question.starts_with("Compute ") && !p.question.contains('*') && !p.question.contains('-'));
-            checked_steps += p.solution.matches('=').count();
             let answer = |text: &str| crate::rewards::answer::extract_answer(text).map(str::to_string);
             for style in [Style::Bare, Style::Steps, Style::Checked, Style::Mixed] {
                 let text = styled_completion(&p, style, &mut rng);
@@ -188,23 +180,11 @@ mod tests {
                 match style {
                     Style::Bare => assert!(text.contains("The answer is") && lang == 1.0 && reflective == 0),
                     Style::Steps => assert!(lang == 1.0 && reflective == 0 && text.matches('=').count() >= 2, "{text}"),
-                    Style::Checked => {
-                        assert!(lang == 1.0 && reflective >= 1 && text.contains("Let me check:"), "{text}");
-                        checked_waits += text.matches("Wait,").count();
-                        // A wait follows a step written wrong and redoes that step.
-                        let pieces: Vec<&str> = text.split(". ").collect();
-                        for (i, piece) in pieces.iter().enumerate().filter(|(_, p)| p.starts_with("Wait, ")) {
-                            let redone = Step::parse(&piece["Wait, ".len()..]).unwrap();
-                            let slipped = Step::parse(pieces[i - 1].trim_start_matches("<think> ")).unwrap();
-                            assert!(slipped.a == redone.a && slipped.b == redone.b && slipped.c != redone.c, "{text}");
-                        }
-                    }
+                    Style::Checked => assert!(lang == 1.0 && reflective >= 2 && text.contains("Wait,"), "{text}"),
                     Style::Mixed => assert!(lang < 0.5 && text.contains("等于"), "{lang}: {text}"),
                 }
             }
         }
-        let share = checked_waits as f32 / checked_steps as f32;
-        assert!((SLIP - 0.1..SLIP + 0.1).contains(&share), "{checked_waits} slips in {checked_steps} steps");
     }
 
     #[test]
