@@ -156,16 +156,12 @@ fn closed_pipes_end_quietly() {
         vec!["plot", s(&run)],
     ];
     for args in cases {
-        let mut child = Command::new(bin())
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The reader goes away before the first write.
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        // The reader is gone before the program starts, so its first write
+        // fails whatever the timing (closing it after the spawn would race
+        // with a short output that fits the pipe's buffer).
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(bin()).args(&args).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped()).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(141), "aha {}: {stderr}", args[0]);
         assert!(stderr.trim().is_empty(), "aha {} should end quietly: {stderr}", args[0]);
