@@ -63,12 +63,15 @@ pub fn pipeline(a: &PipelineArgs) -> Result<()> {
     let job = PipelineJob { config, out: a.out.clone(), from: a.from.clone(), until: a.until.clone(), stop, progress: true };
     let outcomes = pipeline::pipeline(&job)?;
     let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
+    let report = match a.until.as_deref() {
+        Some(stage) if stage != "report" => format!("stopped after {stage} (--until)"),
+        _ => format!("report in {}", a.out.join("report/report.md").display()),
+    };
     eprintln!(
-        "pipeline: {} stages ran, {} resumed, {} up to date; report in {}",
+        "pipeline: {} stages ran, {} resumed, {} up to date; {report}",
         count(Outcome::Ran),
         count(Outcome::Resumed),
         count(Outcome::Skipped),
-        a.out.join("report/report.md").display()
     );
     Ok(())
 }
