@@ -459,7 +459,10 @@ fn run_with_kills(args: &[&str], out: &Path, kills: usize, seed: u64, typical: D
             .unwrap();
         let start = Instant::now();
         let in_checkpoint = attempt % 2 == 1;
-        let delay = Duration::from_millis(rng.below(typical.as_millis() as u64 + 1));
+        // Within the first run's time; narrower after a run that ended
+        // before its kill was due (a rerun can be faster than the first).
+        let range = typical.as_millis() as u64 >> attempt.min(4);
+        let delay = Duration::from_millis(rng.below(range + 1));
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break Some(status);
@@ -479,6 +482,11 @@ fn run_with_kills(args: &[&str], out: &Path, kills: usize, seed: u64, typical: D
             Some(status) => {
                 let stderr = std::fs::read_to_string(&log).unwrap_or_default();
                 assert!(status.success(), "attempt {attempt} failed: {stderr}");
+                if killed == 0 && kills > 0 && attempt < 12 {
+                    // It finished before any kill: start again from nothing.
+                    std::fs::remove_dir_all(out).unwrap();
+                    continue;
+                }
                 return killed;
             }
         }
