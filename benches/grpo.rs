@@ -20,17 +20,7 @@ use aha_trainer::train::{special_ids, RunControl};
 use burn::tensor::Device;
 use criterion::{criterion_group, criterion_main, Criterion};
 
-const MODEL: &str = r#"
-model_type = "qwen2"
-vocab_size = 4096
-hidden_size = 256
-intermediate_size = 768
-num_hidden_layers = 4
-num_attention_heads = 4
-num_key_value_heads = 2
-max_position_embeddings = 1024
-tie_word_embeddings = true
-"#;
+const MODEL: &str = include_str!("../configs/qwen2-4m.toml");
 
 /// A random policy with a BPE tokenizer trained on the arithmetic corpus.
 fn policy(dir: &Path) {

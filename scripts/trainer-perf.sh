@@ -18,19 +18,10 @@ aha=${AHA:-$PWD/target/release/aha}
 py=${PY:-$PWD/perf-work/venv/bin/python}
 anchor=$PWD/../shared/perf/torch_cpu_anchor.py
 work=${PERF:-$PWD/perf-work/trainer}
+repo=$PWD
 mkdir -p "$work" && cd "$work"
 
-cat > m4.toml <<'EOF'
-model_type = "qwen2"
-vocab_size = 4096
-hidden_size = 256
-intermediate_size = 768
-num_hidden_layers = 4
-num_attention_heads = 4
-num_key_value_heads = 2
-max_position_embeddings = 512
-tie_word_embeddings = true
-EOF
+cp "$repo/configs/qwen2-4m.toml" m4.toml
 # Long documents of random words, so that every training row is full; 64
 # prompts of 12 words from them.
 python3 - <<'EOF'
