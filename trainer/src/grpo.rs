@@ -865,13 +865,11 @@ fn token_logprobs(model: &CausalLm, micro: &Micro, temperature: f32, entropy: bo
     }
     let at = positions(&at, &device);
     let n = at.dims()[0];
-    let logp_all = model.logprobs_at(&inputs, &at, temperature);
+    let (logp, logp_all) = model.target_logprobs_at(&inputs, micro.targets(&device), &at, temperature);
     let entropy = entropy.then(|| {
-        let l = logp_all.clone().detach();
+        let l = logp_all.detach();
         spread(-(l.clone().exp() * l).sum_dim(1).reshape([n]), at.clone(), micro.rows, micro.len)
     });
-    let targets = micro.targets(&device).flatten::<1>(0, 1).select(0, at.clone()).reshape([n, 1]);
-    let logp = logp_all.gather(1, targets).reshape([n]);
     (spread(logp, at, micro.rows, micro.len), entropy)
 }
 

@@ -288,6 +288,15 @@ impl CausalLm {
         log_softmax(if temperature != 1.0 { logits / temperature as f64 } else { logits }, 1)
     }
 
+    /// [`CausalLm::logprobs_at`] and, from it, log π(target) at each of
+    /// those positions (`[n]`; `targets` is `[batch, len]`).
+    pub fn target_logprobs_at(&self, inputs: &Inputs, targets: Tensor<2, Int>, at: &Tensor<1, Int>, temperature: f32) -> (Tensor<1>, Tensor<2>) {
+        let n = at.dims()[0];
+        let all = self.logprobs_at(inputs, at, temperature);
+        let targets = targets.flatten::<1>(0, 1).select(0, at.clone()).reshape([n, 1]);
+        (all.clone().gather(1, targets).reshape([n]), all)
+    }
+
     /// log π(target | prefix) for each position: `[batch, len]`, where
     /// `targets[b][t]` is the token that follows `inputs.tokens[b][t]`.
     pub fn token_logprobs(&self, inputs: &Inputs, targets: Tensor<2, Int>) -> Tensor<2> {
@@ -309,10 +318,8 @@ impl CausalLm {
         }
         let device = weights.device();
         let at = positions(&at, &device);
-        let n = at.dims()[0];
-        let targets = targets.flatten::<1>(0, 1).select(0, at.clone()).reshape([n, 1]);
         let weights = weights.flatten::<1>(0, 1).select(0, at.clone());
-        let logp = self.logprobs_at(inputs, &at, 1.0).gather(1, targets).reshape([n]);
+        let (logp, _) = self.target_logprobs_at(inputs, targets, &at, 1.0);
         -(logp * weights).sum()
     }
 
