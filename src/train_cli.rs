@@ -52,6 +52,9 @@ pub struct TrainFlags {
     /// Recompute activations in the backward pass to save memory.
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Batch rows of about one length together, so micro-batches pad little.
+    #[arg(long)]
+    pub group_by_length: bool,
     /// Continue from the latest checkpoint in --out.
     #[arg(long)]
     pub resume: bool,
@@ -95,6 +98,7 @@ impl TrainFlags {
             c.seed => self.seed,
         );
         c.gradient_checkpointing |= self.gradient_checkpointing;
+        c.group_by_length |= self.group_by_length;
     }
 
     /// A stage's settings: its TOML (`--train-config`) or defaults, then the

@@ -52,6 +52,10 @@ pub struct TrainConfig {
     pub precision: String,
     /// Recompute memory-bound activations in the backward pass.
     pub gradient_checkpointing: bool,
+    /// Batch rows of about the same length together, so micro-batches pad
+    /// little (transformers' `group_by_length`); each epoch is still a new
+    /// shuffle. Off by default: batches then mix lengths.
+    pub group_by_length: bool,
     #[serde(flatten)]
     pub optim: OptimConfig,
 }
@@ -70,6 +74,7 @@ impl Default for TrainConfig {
             device: "flex".into(),
             precision: String::new(),
             gradient_checkpointing: false,
+            group_by_length: false,
             optim: OptimConfig::default(),
         }
     }
@@ -177,7 +182,11 @@ impl<'r> Supervised<'r> {
         Ok(Supervised {
             rows,
             config: config.clone(),
-            batcher: Batcher::new(rows.len(), per_step, config.seed)?,
+            batcher: if config.group_by_length {
+                Batcher::by_length(rows.iter().map(|r| r.ids.len()).collect(), per_step, config.seed)?
+            } else {
+                Batcher::new(rows.len(), per_step, config.seed)?
+            },
             pad: tokenizer.pad_id().unwrap_or(0),
             tokens: 0,
         })
@@ -210,7 +219,11 @@ impl Stage for Supervised<'_> {
 
     fn step(&mut self, policy: &mut Policy, step: u64) -> Result<Metrics> {
         let began = Instant::now();
-        let batch: Vec<&Row> = self.batcher.next_batch().into_iter().map(|i| &self.rows[i]).collect();
+        let mut batch: Vec<&Row> = self.batcher.next_batch().into_iter().map(|i| &self.rows[i]).collect();
+        if self.config.group_by_length {
+            // Micro-batches of one step, each of about one length.
+            batch.sort_by_key(|r| std::cmp::Reverse(r.ids.len()));
+        }
         let targets: usize = batch.iter().map(|r| r.targets.iter().skip(1).filter(|&&t| t).count()).sum();
         let scale = 1.0 / targets.max(1) as f64;
         let c = &self.config;

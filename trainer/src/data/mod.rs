@@ -726,7 +726,15 @@ pub struct Batcher {
     position: DataPosition,
     /// The current epoch's order.
     order: Vec<usize>,
+    /// Row lengths, when batches are grouped by length.
+    lengths: Option<Vec<usize>>,
 }
+
+/// Batches per group when batching by length: each epoch's shuffled order is
+/// cut into groups of this many batches, each sorted longest first, so a
+/// batch holds rows of about one length while the groups stay random
+/// (transformers' `group_by_length` uses the same 50).
+pub const LENGTH_GROUP_BATCHES: usize = 50;
 
 impl Batcher {
     pub fn new(n_rows: usize, batch_size: usize, seed: u64) -> Result<Batcher> {
@@ -737,7 +745,29 @@ impl Batcher {
             return Err(Error::Usage("batch_size must be at least 1".into()));
         }
         let position = DataPosition { epoch: 0, index_in_epoch: 0, seed };
-        Ok(Batcher { n_rows, batch_size, order: epoch_order(n_rows, seed, 0), position })
+        Ok(Batcher { n_rows, batch_size, order: epoch_order(n_rows, seed, 0), position, lengths: None })
+    }
+
+    /// A batcher whose batches hold rows of similar length (`lengths[i]` is
+    /// row `i`'s), so a right-padded micro-batch pads little: the order
+    /// is still a fresh shuffle each epoch, cut into groups of
+    /// [`LENGTH_GROUP_BATCHES`] batches sorted longest first.
+    pub fn by_length(lengths: Vec<usize>, batch_size: usize, seed: u64) -> Result<Batcher> {
+        let mut b = Batcher::new(lengths.len(), batch_size, seed)?;
+        b.lengths = Some(lengths);
+        b.order = b.order_of(0);
+        Ok(b)
+    }
+
+    /// Epoch `epoch`'s order.
+    fn order_of(&self, epoch: u64) -> Vec<usize> {
+        let mut order = epoch_order(self.n_rows, self.position.seed, epoch);
+        if let Some(lengths) = &self.lengths {
+            for group in order.chunks_mut(self.batch_size * LENGTH_GROUP_BATCHES) {
+                group.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+            }
+        }
+        order
     }
 
     /// The next `batch_size` row indices.
@@ -747,7 +777,7 @@ impl Batcher {
             if self.position.index_in_epoch == self.n_rows {
                 self.position.epoch += 1;
                 self.position.index_in_epoch = 0;
-                self.order = epoch_order(self.n_rows, self.position.seed, self.position.epoch);
+                self.order = self.order_of(self.position.epoch);
             }
             let take = (self.batch_size - batch.len()).min(self.n_rows - self.position.index_in_epoch);
             let start = self.position.index_in_epoch;
@@ -769,8 +799,8 @@ impl Batcher {
                 position.index_in_epoch, self.n_rows
             )));
         }
-        self.order = epoch_order(self.n_rows, position.seed, position.epoch);
         self.position = position;
+        self.order = self.order_of(self.position.epoch);
         Ok(())
     }
 }
@@ -1104,5 +1134,39 @@ mod tests {
         assert!(Batcher::new(1, 0, 0).is_err());
         let bad = DataPosition { epoch: 0, index_in_epoch: 99, seed: 0 };
         assert!(tiny.restore(bad).is_err());
+    }
+
+    #[test]
+    fn batching_by_length_pads_less_sees_every_row_and_resumes() {
+        // 400 rows of lengths 10..110 in a scrambled order, batches of 4.
+        let lengths: Vec<usize> = (0..400).map(|i| 10 + (i * 37) % 100).collect();
+        let padded = |b: &mut Batcher| -> (usize, Vec<usize>) {
+            let mut waste = 0;
+            let mut seen = Vec::new();
+            for _ in 0..100 {
+                let batch = b.next_batch();
+                let longest = batch.iter().map(|&i| lengths[i]).max().unwrap();
+                waste += batch.iter().map(|&i| longest - lengths[i]).sum::<usize>();
+                seen.extend(batch);
+            }
+            seen.sort();
+            (waste, seen)
+        };
+        let (plain, seen_plain) = padded(&mut Batcher::new(400, 4, 3).unwrap());
+        let mut grouped = Batcher::by_length(lengths.clone(), 4, 3).unwrap();
+        let (less, seen) = padded(&mut grouped);
+        assert_eq!(seen, (0..400).collect::<Vec<_>>());
+        assert_eq!(seen, seen_plain);
+        assert!(less * 10 < plain, "padding {less} grouped vs {plain} plain");
+        // The next epoch is another order, and a restored batcher continues it.
+        let mut a = Batcher::by_length(lengths.clone(), 4, 3).unwrap();
+        let first: Vec<usize> = (0..100).flat_map(|_| a.next_batch()).collect();
+        let _ = a.next_batch();
+        let saved = a.position();
+        let next: Vec<Vec<usize>> = (0..20).map(|_| a.next_batch()).collect();
+        let mut b = Batcher::by_length(lengths, 4, 0).unwrap();
+        b.restore(saved).unwrap();
+        assert_eq!(next, (0..20).map(|_| b.next_batch()).collect::<Vec<_>>());
+        assert_ne!(first[..4], next[0][..]);
     }
 }
