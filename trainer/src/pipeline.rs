@@ -42,6 +42,7 @@ use crate::error::{at, Error, Result};
 use crate::eval::{EvalConfig, EvalReport, EvalSet, EVAL_SALT};
 use crate::fsutil::write_atomic;
 use crate::generate::GenerateConfig;
+use crate::grpo::objective::LossType;
 use crate::grpo::{GrpoConfig, GrpoJob};
 use crate::recipes::{Init, PretrainJob, SftJob, Source};
 use crate::reward_model::{PreferencePair, RewardModelConfig, RewardModelJob};
@@ -111,7 +112,9 @@ fn needed_for(stage: &str) -> BTreeSet<&'static str> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TaskSettings {
-    /// The problems: sums of 3 to 5 one-digit numbers by default.
+    /// The problems: sums of 4 to 7 one-digit numbers by default (long
+    /// enough that a bare one-shot answer is often wrong, while each step
+    /// is one the base learns).
     pub arith: Arith,
     /// How the corpus's worked solutions are written.
     pub styles: StyleMix,
@@ -136,7 +139,7 @@ pub struct TaskSettings {
 impl Default for TaskSettings {
     fn default() -> Self {
         TaskSettings {
-            arith: Arith { max_operand: 9, min_operands: 3, max_operands: 5, parentheses: 0.0, operations: "+".into() },
+            arith: Arith { max_operand: 9, min_operands: 4, max_operands: 7, parentheses: 0.0, operations: "+".into() },
             styles: StyleMix::default(),
             corpus_documents: 80_000,
             template_share: 0.25,
@@ -161,7 +164,7 @@ pub struct ModelSettings {
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { model: model_table(128, 4, 4, 2, 384), init: None, train: pretraining(500, 3e-3) }
+        ModelSettings { model: model_table(128, 4, 4, 2, 384), init: None, train: pretraining(1000, 3e-3) }
     }
 }
 
@@ -214,6 +217,7 @@ fn fine_tuning(steps: u64) -> TrainConfig {
         max_seq_length: 384,
         save_steps: 100,
         save_total_limit: 1,
+        group_by_length: true,
         ..TrainConfig::default()
     };
     t.optim.learning_rate = 5e-4;
@@ -235,6 +239,10 @@ fn rl(steps: u64, rewards: &[&str]) -> GrpoConfig {
         save_steps: 20,
         save_total_limit: 1,
         template: "r1-zero".into(),
+        // The token-level mean: GRPO's mean per completion gives each token
+        // of a short correct answer more weight than one of a long correct
+        // answer, which pulls lengths down (docs/method.md).
+        loss_type: LossType::Dapo,
         ..GrpoConfig::default()
     };
     c.optim.learning_rate = 1e-4;
@@ -371,7 +379,7 @@ impl Default for PipelineConfig {
             task: TaskSettings::default(),
             base: ModelSettings::default(),
             student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(400, 3e-3) },
-            zero: rl(80, &["accuracy", "format"]),
+            zero: rl(100, &["accuracy", "format"]),
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
             sft: SampledSft::new(800, 4, 240),

@@ -6,9 +6,12 @@
 //! - bare: the answer alone, `The answer is 17.` (short, and often wrong when
 //!   the sum is not one step);
 //! - steps: one operation per step, `3 + 5 = 8. 8 + 2 = 10. …`;
-//! - checked: steps where one is first written wrong and caught (`8 + 2 =
-//!   11. Wait, 8 + 2 = 10.`), then a check of the last step (`Let me check:
-//!   17 - 7 = 10.`): the reflective words the "aha moment" is counted by;
+//! - checked: a quick guess at the answer, doubted and worked out step by
+//!   step (`The answer is 16? Wait, let me check step by step. 3 + 5 = 8. …
+//!   So the answer is 17.`): the guess is often off, as the model's own bare
+//!   answers are, and the steps put it right. This is the behaviour behind
+//!   the "aha moment" (doubt, then recompute), with the reflective words it
+//!   is counted by, and the longest style;
 //! - mixed: steps some of which are written in a second language (`8 加 2
 //!   等于 10。`): the language mixing R1-Zero shows and the language reward
 //!   removes.
@@ -33,7 +36,7 @@ pub struct StyleMix {
 
 impl Default for StyleMix {
     fn default() -> Self {
-        StyleMix { bare: 0.45, steps: 0.25, checked: 0.15, mixed: 0.15 }
+        StyleMix { bare: 0.65, steps: 0.1, checked: 0.15, mixed: 0.1 }
     }
 }
 
@@ -116,27 +119,19 @@ pub fn styled_thought(problem: &Problem, style: Style, rng: &mut Rng) -> String 
         Style::Bare => bare,
         Style::Steps => steps.iter().map(Step::english).collect::<Vec<_>>().join(" "),
         Style::Checked => {
-            let slip = (rng.next_u32() as usize) % steps.len();
-            let mut out: Vec<String> = Vec::new();
-            for (i, step) in steps.iter().enumerate() {
-                if i == slip {
-                    if let Ok(c) = step.c.parse::<i64>() {
-                        let off = 1 + (rng.next_u32() % 2) as i64;
-                        let wrong = if rng.next_u32() % 2 == 0 { c + off } else { c - off };
-                        out.push(format!("{} {} {} = {wrong}.", step.a, step.op, step.b));
-                        out.push(format!("Wait, {}", step.english()));
-                        continue;
-                    }
+            // The guess is off by one to four three times in four, as a
+            // one-shot sum often is, and the steps always end at the answer:
+            // were the guess right as often as not, the steps would learn to
+            // lean towards it.
+            let guess = match problem.answer.parse::<i64>() {
+                Ok(c) if rng.next_u32() % 4 != 0 => {
+                    let off = 1 + (rng.next_u32() % 4) as i64;
+                    if rng.next_u32() % 2 == 0 { c + off } else { c - off }.to_string()
                 }
-                out.push(step.english());
-            }
-            let last = &steps[steps.len() - 1];
-            let check = match last.op.as_str() {
-                "+" => format!("Let me check: {} - {} = {}.", last.c, last.b, last.a),
-                _ => format!("Let me check: {} again gives {}.", format!("{} {} {}", last.a, last.op, last.b), last.c),
+                _ => problem.answer.clone(),
             };
-            out.push(check);
-            out.join(" ")
+            let worked: Vec<String> = steps.iter().map(Step::english).collect();
+            format!("The answer is {guess}? Wait, let me check step by step. {} So the answer is {}.", worked.join(" "), problem.answer)
         }
         Style::Mixed => {
             // At least one step in the second language, each other one by a coin.
@@ -180,7 +175,7 @@ mod tests {
                 match style {
                     Style::Bare => assert!(text.contains("The answer is") && lang == 1.0 && reflective == 0),
                     Style::Steps => assert!(lang == 1.0 && reflective == 0 && text.matches('=').count() >= 2, "{text}"),
-                    Style::Checked => assert!(lang == 1.0 && reflective >= 2 && text.contains("Wait,"), "{text}"),
+                    Style::Checked => assert!(lang == 1.0 && reflective >= 1 && text.contains("Wait,") && text.contains(&format!("So the answer is {}.", p.answer)), "{text}"),
                     Style::Mixed => assert!(lang < 0.5 && text.contains("等于"), "{lang}: {text}"),
                 }
             }
