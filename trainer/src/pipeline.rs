@@ -116,8 +116,14 @@ pub struct TaskSettings {
     /// enough that a bare one-shot answer is often wrong, while each step
     /// is one the base learns).
     pub arith: Arith,
-    /// How the corpus's worked solutions are written.
+    /// How the corpus's solutions are written (the documents that start at
+    /// `User:`).
     pub styles: StyleMix,
+    /// How the documents written in R1-Zero's whole template are solved:
+    /// mostly bare answers, as a pre-trained model mostly answers a prompt
+    /// in that form (R1-Zero's first answers are short), while the rest of
+    /// the corpus teaches the worked styles RL can then move to.
+    pub template_styles: StyleMix,
     /// Pre-training documents (problem + styled solution).
     pub corpus_documents: usize,
     /// Share of them written in R1-Zero's whole template; the others keep
@@ -140,7 +146,8 @@ impl Default for TaskSettings {
     fn default() -> Self {
         TaskSettings {
             arith: Arith { max_operand: 9, min_operands: 4, max_operands: 7, parentheses: 0.0, operations: "+".into() },
-            styles: StyleMix::default(),
+            styles: StyleMix { bare: 0.3, steps: 0.25, checked: 0.25, mixed: 0.2 },
+            template_styles: StyleMix { bare: 0.8, steps: 0.05, checked: 0.1, mixed: 0.05 },
             corpus_documents: 80_000,
             template_share: 0.25,
             train_prompts: 4000,
@@ -372,6 +379,11 @@ impl Default for PipelineConfig {
                 ..DistillConfig::default()
             }
         };
+        // Half the later stages' rate: the move from bare answers to worked
+        // ones is then spread over the run rather than done in its first
+        // tenth, and the length curve shows it.
+        let mut zero = rl(100, &["accuracy", "format"]);
+        zero.optim.learning_rate = 5e-5;
         PipelineConfig {
             seed: 42,
             device: "flex".into(),
@@ -379,7 +391,7 @@ impl Default for PipelineConfig {
             task: TaskSettings::default(),
             base: ModelSettings::default(),
             student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(400, 3e-3) },
-            zero: rl(100, &["accuracy", "format"]),
+            zero,
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
             sft: SampledSft::new(800, 4, 240),
@@ -629,7 +641,8 @@ fn write_data(dir: &Path, c: &PipelineConfig) -> Result<()> {
     let mut held_rng = Rng::new(eval_seed(c.seed));
     let held: Vec<crate::tasks::Problem> = (0..t.eval_prompts).map(|_| task.problem(&mut held_rng)).collect();
     let held_questions: std::collections::BTreeSet<&str> = held.iter().map(|p| p.question.as_str()).collect();
-    // The corpus: each problem in a style drawn from the mix, in R1-Zero's template.
+    // The corpus: each problem in R1-Zero's whole template or from its
+    // `User:` line, in a style drawn from that kind's mix.
     let mut corpus = String::new();
     let mut style_rng = Rng::new(c.seed ^ 0x57_11E5);
     let mut written = 0;
@@ -638,14 +651,14 @@ fn write_data(dir: &Path, c: &PipelineConfig) -> Result<()> {
         if held_questions.contains(p.question.as_str()) {
             continue;
         }
-        let style = t.styles.draw(&mut style_rng);
+        let whole = style_rng.next_f32() < t.template_share;
+        let style = if whole { &t.template_styles } else { &t.styles }.draw(&mut style_rng);
         if written > 0 {
             corpus.push_str("\n\n");
         }
         // Writing into a String never fails.
         let mut prompt = String::new();
         let _ = aha_runtime::template::Template::R1Zero.render(&p.question, &mut prompt);
-        let whole = style_rng.next_f32() < t.template_share;
         corpus.push_str(if whole { &prompt } else { prompt.rfind("User: ").map_or(prompt.as_str(), |i| &prompt[i..]) });
         corpus.push(' ');
         corpus.push_str(&styled_completion(&p, style, &mut style_rng));

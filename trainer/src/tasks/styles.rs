@@ -36,7 +36,7 @@ pub struct StyleMix {
 
 impl Default for StyleMix {
     fn default() -> Self {
-        StyleMix { bare: 0.65, steps: 0.1, checked: 0.15, mixed: 0.1 }
+        StyleMix { bare: 0.45, steps: 0.25, checked: 0.15, mixed: 0.15 }
     }
 }
 
