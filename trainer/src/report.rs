@@ -162,6 +162,16 @@ fn rel(l: &Layout, p: &Path) -> String {
 /// smallest for the test-time-scaling effect to count as held.
 const MIN_BUDGET_RISE: f64 = 0.05;
 
+/// Whether a think-budget curve (pass@1 from the smallest budget to the
+/// largest) rises: the largest must beat the smallest by more than sampling
+/// noise, since a point or two on a few hundred samples is not a rise.
+fn rises_with_budget(pass_at_1: &[f64]) -> bool {
+    match (pass_at_1.first(), pass_at_1.last()) {
+        (Some(a), Some(b)) if pass_at_1.len() >= 2 => b - a >= MIN_BUDGET_RISE,
+        _ => false,
+    }
+}
+
 /// The six effects the default run must show, computed from the files.
 fn effects(l: &Layout, models: &[ModelEval]) -> Result<Vec<Effect>> {
     let eval_file = |stage: &str| format!("eval/{stage}.json");
@@ -223,12 +233,7 @@ fn effects(l: &Layout, models: &[ModelEval]) -> Result<Vec<Effect>> {
     }
     let curve = |label: &str| read_json::<Vec<EvalReport>>(&l.dir("eval").join(format!("budget-{label}.json"))).ok();
     if let (Some(t), Some(s)) = (curve("teacher"), curve("student")) {
-        // The largest budget must beat the smallest by more than sampling
-        // noise: a point or two on a few hundred samples is not a rise.
-        let rises = |c: &[EvalReport]| match (c.first(), c.last()) {
-            (Some(a), Some(b)) if c.len() >= 2 => b.pass_at_1 - a.pass_at_1 >= MIN_BUDGET_RISE,
-            _ => false,
-        };
+        let rises = |c: &[EvalReport]| rises_with_budget(&c.iter().map(|r| r.pass_at_1).collect::<Vec<_>>());
         let show = |c: &[EvalReport]| c.iter().map(|r| format!("{}:{}", r.think_budget.unwrap_or(0), pct(r.pass_at_1))).collect::<Vec<_>>().join(" ");
         out.push(Effect {
             claim: "accuracy rises with the think budget, for teacher and student (test-time scaling)".into(),
@@ -383,4 +388,19 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
     let json = serde_json::to_string_pretty(&report).map_err(|e| Error::Config(e.to_string()))?;
     write_atomic(&dir.join("report.json"), json.as_bytes())?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_curve_rises_only_by_more_than_noise() {
+        assert!(rises_with_budget(&[0.16, 0.255, 0.23, 0.248, 0.965]));
+        // Up by 1.6 points: within the noise, not a rise.
+        assert!(!rises_with_budget(&[0.022, 0.055, 0.038, 0.025, 0.038]));
+        assert!(!rises_with_budget(&[0.5, 0.3]));
+        assert!(!rises_with_budget(&[0.9]));
+        assert!(!rises_with_budget(&[]));
+    }
 }
