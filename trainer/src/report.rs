@@ -167,7 +167,7 @@ const MIN_BUDGET_RISE: f64 = 0.05;
 /// noise, since a point or two on a few hundred samples is not a rise.
 fn rises_with_budget(pass_at_1: &[f64]) -> bool {
     match (pass_at_1.first(), pass_at_1.last()) {
-        (Some(a), Some(b)) if pass_at_1.len() >= 2 => b - a >= MIN_BUDGET_RISE,
+        (Some(a), Some(b)) => b - a >= MIN_BUDGET_RISE,
         _ => false,
     }
 }
