@@ -1,10 +1,10 @@
 //! The CLI's commands: each turns arguments into library calls and prints.
 
+use aha_kernels::DType;
 use aha_runtime::convert::{convert as convert_checkpoint, ConvertOptions};
 use aha_runtime::load::ModelBytes;
 use aha_runtime::tokenizer::Tokenizer;
 use aha_runtime::{GenerateOptions, Generator, KvType, Model, Phase, Sampler, SamplerConfig, Session, Template};
-use aha_kernels::DType;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use std::io::Write;
@@ -55,10 +55,7 @@ fn open_model(path: &Path) -> Result<ModelBytes> {
 fn parse_model<'a>(path: &Path, bytes: &'a ModelBytes, verify: bool) -> Result<Model<'a>> {
     let model = Model::from_bytes(bytes.bytes()).with_context(|| format!("reading {}", path.display()))?;
     if verify {
-        model
-            .file
-            .verify()
-            .with_context(|| format!("reading {} (--no-verify skips this check, at your own risk)", path.display()))?;
+        model.file.verify().with_context(|| format!("reading {} (--no-verify skips this check, at your own risk)", path.display()))?;
     }
     Ok(model)
 }
@@ -128,8 +125,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         model.tokenizer().with_context(|| format!("{}: this command needs a model file with a tokenizer", a.model.display()))?;
     let template = match a.template.as_str() {
         "auto" => Template::detect(&tokenizer),
-        name => Template::from_name(name)
-            .ok_or_else(|| anyhow!("unknown template `{name}` (auto, {})", Template::NAMES.join(", ")))?,
+        name => Template::from_name(name).ok_or_else(|| anyhow!("unknown template `{name}` (auto, {})", Template::NAMES.join(", ")))?,
     };
     let mut text = String::new();
     template.render(&a.prompt, &mut text)?;
@@ -334,7 +330,7 @@ pub fn inspect(path: &Path, context: usize, verify: bool, target: Option<&str>) 
     for kv in [KvType::F32, KvType::F16] {
         let plan = model.memory_plan(context, kv);
         writeln!(
-        out,
+            out,
             "memory      context {context}, {:?} KV cache: {:.2} MB KV + {:.2} MB scratch = {:.2} MB",
             kv,
             plan.kv_bytes as f64 / 1e6,
@@ -392,7 +388,11 @@ fn inspect_target(
             short.push(format!("arena larger than the largest RAM region ({})", kib(b.ram_block)));
         }
         if short.is_empty() {
-            format!("fits ({:.0}% of flash, {:.0}% of RAM)", 100.0 * f.flash() as f64 / b.flash as f64, 100.0 * f.ram() as f64 / b.ram as f64)
+            format!(
+                "fits ({:.0}% of flash, {:.0}% of RAM)",
+                100.0 * f.flash() as f64 / b.flash as f64,
+                100.0 * f.ram() as f64 / b.ram as f64
+            )
         } else {
             format!("does not fit: {}", short.join(", "))
         }
@@ -411,7 +411,7 @@ fn inspect_target(
     for kv in [KvType::F16, KvType::F32] {
         let f = Footprint::new(file_bytes, &model.memory_plan(context, kv));
         writeln!(
-        out,
+            out,
             "  {kv:?} KV   flash {} = model file {} + program {}; RAM {} = arena {} (KV + scratch) + prompt buffers {} + stack {}: {}",
             kib(f.flash()),
             kib(f.model_file),
@@ -474,7 +474,8 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
 fn bench_file(path: &Path, a: &BenchArgs) -> Result<()> {
     let bytes = open_model(path)?;
     let model = parse_model(path, &bytes, !a.no_verify)?;
-    let thread_counts = a.threads.split(',').map(parse_threads).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| anyhow!("--threads: {e}"))?;
+    let thread_counts =
+        a.threads.split(',').map(parse_threads).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| anyhow!("--threads: {e}"))?;
     if a.prompt == 0 {
         bail!("--prompt 0: the bench needs at least one prompt token");
     }
@@ -536,10 +537,10 @@ fn bench_batch(model: &Model, prompt: &[u32], a: &BenchArgs, batch: &str) -> Res
             let mut session = aha_runtime::BatchSession::new(model, &mut buf, &plan, aha_kernels::best())?;
             session.set_threads(threads);
             let t0 = Instant::now();
-            for s in 0..b {
-                let own: Vec<u32> = prompt.iter().map(|&t| (t + 101 * s as u32) % vocab).collect();
-                session.feed(s, &own)?;
-            }
+            // Every prompt prefilled in one call, as the rollout engine does.
+            let owners: Vec<usize> = (0..b).flat_map(|s| std::iter::repeat_n(s, prompt.len())).collect();
+            let own: Vec<u32> = owners.iter().zip(prompt.iter().cycle()).map(|(&s, &t)| (t + 101 * s as u32) % vocab).collect();
+            session.step(&owners, &own)?;
             let seqs: Vec<usize> = (0..b).collect();
             let mut next: Vec<u32> = seqs.iter().map(|&s| session.logits(s).map(aha_runtime::sampler::argmax)).collect::<Result<_, _>>()?;
             let t1 = Instant::now();

@@ -221,6 +221,15 @@ impl<'a> MatOut<'a> {
         unsafe { *self.ptr.add(b * self.ld + r) = v }
     }
 
+    /// Outputs (b, r) for the rows `r` of input b, as a slice.
+    #[inline]
+    pub fn rows_of(&mut self, b: usize, r: Range<usize>) -> &mut [f32] {
+        assert!(b < self.n && r.start <= r.end && r.end <= self.rows);
+        // SAFETY: as `set`, for each of the rows (contiguous for one input);
+        // the slice borrows `self` mutably.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(b * self.ld + r.start), r.len()) }
+    }
+
     /// Output (b, r).
     #[inline]
     pub fn get(&self, b: usize, r: usize) -> f32 {
@@ -423,10 +432,11 @@ pub(crate) fn float_tiles<'x>(
                 }
                 k0 += kl;
             }
-            for ri in 0..rn {
-                for gi in 0..sg {
-                    for lane in 0..LANES.min(n - (s0 + gi) * LANES) {
-                        out.set((s0 + gi) * LANES + lane, r + ri, acc[ri * stride + gi * LANES + lane]);
+            for gi in 0..sg {
+                for lane in 0..LANES.min(n - (s0 + gi) * LANES) {
+                    let run = out.rows_of((s0 + gi) * LANES + lane, r..r + rn);
+                    for (ri, o) in run.iter_mut().enumerate() {
+                        *o = acc[ri * stride + gi * LANES + lane];
                     }
                 }
             }

@@ -158,8 +158,10 @@ impl ThreadPool {
         for (v, (w, out)) in views.iter_mut().zip(jobs.iter_mut()) {
             *v = Some(MatOut::new(out, n, w.rows, w.rows));
         }
-        // Shares of 48 rows: whole tiles of 2 (integer) and 6 (float) rows.
-        self.split_rows(&ws, 48, &|j, start, end| {
+        // Shares of 12 rows: whole tiles of the backends' 1, 4 or 6 rows
+        // (a finer split would only run more rows one at a time; a coarser
+        // one, as 48 was, gave one thread 144 of o_proj's 256 rows).
+        self.split_rows(&ws, 12, &|j, start, end| {
             let (Some(w), Some(view)) = (ws[j], views[j].as_ref()) else { return };
             // SAFETY: `split_rows` gives the threads disjoint row ranges, and
             // `views` is not used otherwise until they have all finished.
@@ -192,15 +194,7 @@ impl ThreadPool {
     /// Runs `f(i, &mut a[i·a_len..], &mut b[i·b_len..])` for every `i < n`,
     /// items split evenly across threads: disjoint mutable rows of two
     /// buffers per item (attention heads: scores and output).
-    pub fn for_each_pair(
-        &self,
-        n: usize,
-        a: &mut [f32],
-        a_len: usize,
-        b: &mut [f32],
-        b_len: usize,
-        f: &PairFn,
-    ) {
+    pub fn for_each_pair(&self, n: usize, a: &mut [f32], a_len: usize, b: &mut [f32], b_len: usize, f: &PairFn) {
         assert!(a.len() >= n * a_len && b.len() >= n * b_len, "buffers too short for {n} items");
         let threads = self.threads().min(n.max(1));
         if threads == 1 {
@@ -209,11 +203,12 @@ impl ThreadPool {
             }
             return;
         }
-        let share = n.div_ceil(threads);
         let (pa, pb) = (SendPtr(a.as_mut_ptr()), SendPtr(b.as_mut_ptr()));
+        // Items dealt round-robin: a prompt's tokens attend to ever longer
+        // prefixes, so contiguous shares would give the last thread most of the work.
         self.run(&|t| {
             let (pa, pb) = (&pa, &pb);
-            for i in (t * share)..((t + 1) * share).min(n) {
+            for i in (t..n).step_by(threads) {
                 // SAFETY: item i owns rows [i·len, (i+1)·len) of each buffer,
                 // disjoint across items and inside the buffers (asserted above),
                 // which outlive `run`.

@@ -212,10 +212,7 @@ impl Layout {
         // Logits of several sequences from one pass land here first.
         let head_rows = if seqs > 1 { n.min(seqs) } else { 0 };
         let (pq, pf) = if panels {
-            (
-                mul(&[Batch::panel_q8_len(n, widest), core::mem::size_of::<PanelQ8>()]),
-                mul(&[Batch::panel_f32_len(n, widest), 4]),
-            )
+            (mul(&[Batch::panel_q8_len(n, widest), core::mem::size_of::<PanelQ8>()]), mul(&[Batch::panel_f32_len(n, widest), 4]))
         } else {
             (0, 0)
         };
@@ -233,8 +230,8 @@ impl Layout {
             mul(&[n, inter, 4]),
             mul(&[seqs, vocab, 4]),
             mul(&[head_rows, vocab, 4]),
-            c.head_dim as usize / 2 * 4,
-            c.head_dim as usize / 2 * 4,
+            mul(&[n, c.head_dim as usize / 2, 4]),
+            mul(&[n, c.head_dim as usize / 2, 4]),
             mul(&[Batch::q8_len(n, widest), core::mem::size_of::<BlockQ8_0>()]),
             pq,
             pf,

@@ -115,14 +115,14 @@ impl Sampler {
             return argmax(logits);
         }
         // Softmax at temperature T.
-        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
+        let max = max_of(logits);
+        let inv_t = 1.0 / c.temperature;
         for l in logits.iter_mut() {
-            *l = libm::expf((*l - max) / c.temperature);
-            sum += *l;
+            *l = exp((*l - max) * inv_t);
         }
+        let inv = 1.0 / sum(logits);
         for l in logits.iter_mut() {
-            *l /= sum;
+            *l *= inv;
         }
         let probs: &[f32] = logits;
 
@@ -175,6 +175,92 @@ impl Sampler {
         let kept = &cand[..keep];
         let total: f32 = kept.iter().map(|&i| probs[i as usize]).sum();
         draw(probs, kept.iter().copied(), total, self.rng.next_f32())
+    }
+}
+
+/// `log softmax(logits / temperature)[token]`, temperature 0 read as 1: the
+/// log-probability of the whole temperature-scaled distribution, whatever
+/// top-k / top-p / min-p then cut from it (what a sampled token's recorded
+/// log-probability means).
+pub fn logprob(logits: &[f32], token: u32, temperature: f32) -> f32 {
+    let inv_t = if temperature > 0.0 { 1.0 / temperature } else { 1.0 };
+    let max = max_of(logits);
+    let mut total = [0f32; 8];
+    let mut chunks = logits.chunks_exact(8);
+    for c in &mut chunks {
+        for (t, &l) in total.iter_mut().zip(c) {
+            *t += exp((l - max) * inv_t);
+        }
+    }
+    let rest: f32 = chunks.remainder().iter().map(|&l| exp((l - max) * inv_t)).sum();
+    (logits[token as usize] - max) * inv_t - libm::logf(total.iter().sum::<f32>() + rest)
+}
+
+/// The largest value (`-inf` for none; NaNs are skipped), in eight lanes so
+/// the loop vectorizes.
+fn max_of(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in m.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    chunks.remainder().iter().chain(m.iter()).fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+}
+
+/// Σx in eight lanes (the order is fixed, so every target gives the same bits).
+fn sum(x: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (s, &v) in s.iter_mut().zip(c) {
+            *s += v;
+        }
+    }
+    chunks.remainder().iter().sum::<f32>() + s.iter().sum::<f32>()
+}
+
+/// e^x, within 2 ulp of `libm::expf` for x in [-87.3, 88.7] and 0 below,
+/// in plain f32 arithmetic (no FMA, no table, no call) so that a loop of it
+/// vectorizes on every target and every target gives the same bits: the
+/// sampler's softmax over a whole vocabulary is one such loop per token.
+/// x = k·ln2 + r (Cody–Waite, |r| <= ln2/2), e^r by Cephes' degree-6 fit,
+/// 2^k built in the exponent field. NaN in, NaN out.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LO: f32 = -87.336_55;
+    const HI: f32 = 88.722_84;
+    // 1.5·2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let xc = if x > HI {
+        HI
+    } else if x < LO {
+        LO
+    } else {
+        x
+    };
+    let k = (xc * core::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = xc - k * 0.693_359_4;
+    let r = r - k * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * (r * r) + r + 1.0;
+    // 2^k as two factors, so k = 128 does not overflow the exponent field.
+    let ki = k as i32;
+    let k1 = ki >> 1;
+    let two = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    let y = e * two(k1) * two(ki - k1);
+    if x < LO {
+        0.0
+    } else if x != x {
+        x
+    } else {
+        y
     }
 }
 
@@ -236,6 +322,32 @@ mod tests {
         let probs = [0.3f32, 0.3, 0.3999999, 0.0];
         assert_eq!(draw(&probs, 0..4, 1.0, 0.99999994), 2);
         assert_eq!(draw(&[0.0f32, 0.0], 0..2, 1.0, 0.5), 0);
+    }
+
+    #[test]
+    fn exp_matches_libm_and_zeroes_below_the_range() {
+        let mut x = -90.0f32;
+        while x < 88.7 {
+            let (got, want) = (exp(x), libm::expf(x));
+            if want >= f32::MIN_POSITIVE {
+                assert!((got - want).abs() <= 2.5e-7 * want, "exp({x}) = {got}, libm {want}");
+            }
+            x += 0.0137;
+        }
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NAN).is_nan());
+        assert!(exp(88.72).is_finite() && exp(88.72) > 3.3e38);
+    }
+
+    #[test]
+    fn logprob_is_log_softmax_at_the_temperature() {
+        let logits = [2.0f32, 1.0, -0.5, 0.0, 0.25, -3.0, 1.5, 0.0, 0.75, -1.0, f32::NEG_INFINITY];
+        let lse = |scale: f64| logits.iter().map(|&l| (l as f64 * scale).exp()).sum::<f64>().ln();
+        assert!((logprob(&logits, 1, 0.5) as f64 - (1.0 / 0.5 - lse(2.0))).abs() < 1e-6);
+        assert!((logprob(&logits, 0, 0.0) as f64 - (2.0 - lse(1.0))).abs() < 1e-6);
+        assert_eq!(logprob(&logits, 10, 1.0), f32::NEG_INFINITY);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! hb, hb2                 [batch][intermediate]    gate and up projections
 //! logits                  [seqs][vocab]            each sequence's last logits
 //! head_out                [min(batch, seqs)][vocab] several sequences' logits (seqs > 1)
-//! cos, sin                [head_dim/2]             RoPE angles of one position
+//! cos, sin                [batch][head_dim/2]      RoPE angles of each item's position
 //! xq                      [batch] × Q8_0 blocks of the widest matvec input
 //! panel_q8, panel_f32     the batched kernels' input panels (batch > 1 or seqs > 1)
 //! sample_idx              [vocab]                  the sampler's index buffer
@@ -397,9 +397,13 @@ impl<'m, 'w> Core<'m, 'w> {
         // Where sequence `seq`'s layer `l` begins in the caches.
         let cache_base = |seq: usize, l: usize| (seq * layers + l) * context * kv_dim;
 
+        // Each item's RoPE angles, once for every layer.
+        let half = hd / 2;
+        let (cos, sin) = (&mut s.cos[..n * half], &mut s.sin[..n * half]);
         for (b, &token) in tokens.iter().enumerate() {
             s.tokens[item_seq[b] as usize * context + item_pos[b] as usize] = token;
             model.embed().dequantize_row(token as usize, &mut x[b * h..(b + 1) * h]);
+            rope_angles(&c, item_pos[b] as usize, &mut cos[b * half..(b + 1) * half], &mut sin[b * half..(b + 1) * half]);
         }
 
         for l in 0..layers {
@@ -417,9 +421,9 @@ impl<'m, 'w> Core<'m, 'w> {
                         (k.add_bias)(y, bias);
                     }
                 }
-                rope_angles(&c, item_pos[b] as usize, s.cos, s.sin);
-                (k.rope)(qb, hd, s.cos, s.sin);
-                (k.rope)(kb, hd, s.cos, s.sin);
+                let (cb, sb) = (&cos[b * half..(b + 1) * half], &sin[b * half..(b + 1) * half]);
+                (k.rope)(qb, hd, cb, sb);
+                (k.rope)(kb, hd, cb, sb);
                 let row = cache_base(item_seq[b] as usize, l) + item_pos[b] as usize * kv_dim;
                 match &mut self.kv {
                     KvCache::F32 { k: kc, v: vc } => {

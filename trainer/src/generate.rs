@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use aha_runtime::sampler::{Sampler, SamplerConfig};
+use aha_runtime::sampler::{logprob, Sampler, SamplerConfig};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -421,24 +421,15 @@ impl ThinkState {
 }
 
 /// Generates `rows` to the end, in one batch.
-fn generate_chunk(
-    model: &CausalLm,
-    rows: &mut [Sequence],
-    pad: u32,
-    ends: &Ends,
-    config: &GenerateConfig,
-) -> Result<()> {
+fn generate_chunk(model: &CausalLm, rows: &mut [Sequence], pad: u32, ends: &Ends, config: &GenerateConfig) -> Result<()> {
     let device = model.device();
     let vocab = model.config.vocab_size as usize;
     let width = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
     // Per active row: its index in `rows` and its left padding.
     let mut active: Vec<usize> = (0..rows.len()).collect();
     let mut pads: Vec<usize> = rows.iter().map(|r| width - r.prompt.len()).collect();
-    let padded: Vec<Vec<u32>> = rows
-        .iter()
-        .zip(&pads)
-        .map(|(r, &p)| std::iter::repeat_n(pad, p).chain(r.prompt.iter().copied()).collect())
-        .collect();
+    let padded: Vec<Vec<u32>> =
+        rows.iter().zip(&pads).map(|(r, &p)| std::iter::repeat_n(pad, p).chain(r.prompt.iter().copied()).collect()).collect();
     let mut cache = KvCache::new(&model.config, rows.len(), width + config.max_new_tokens, model.compute, &device);
     let mut logits = last_logits(model, &Inputs::left_padded(&padded, &pads, &device), &mut cache)?;
     let mut scratch = vec![0f32; vocab];
@@ -493,16 +484,6 @@ fn last_logits(model: &CausalLm, inputs: &Inputs, cache: &mut KvCache) -> Result
     last.reshape([b, vocab]).into_data().try_into_vec::<f32>().map_err(|e| Error::tensor("logits", format!("{e:?}")))
 }
 
-/// `log softmax(logits / temperature)[token]`, temperature 0 read as 1:
-/// the log-probability of the whole temperature-scaled distribution,
-/// whatever top-k / top-p / min-p then cut from it.
-pub(crate) fn logprob(logits: &[f32], token: u32, temperature: f32) -> f32 {
-    let scale = if temperature > 0.0 { 1.0 / temperature as f64 } else { 1.0 };
-    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) as f64;
-    let sum: f64 = logits.iter().map(|&l| ((l as f64 - max) * scale).exp()).sum();
-    ((logits[token as usize] as f64 - max) * scale - sum.ln()) as f32
-}
-
 /// The seed of one sequence's RNG: SplitMix64's finaliser (Steele et al.
 /// 2014) over the run's seed, the prompt's index and the sample's index, so
 /// that neighbouring indices give unrelated streams.
@@ -518,7 +499,12 @@ fn sequence_seed(seed: u64, prompt_index: usize, sample_index: usize) -> u64 {
 
 /// Refuses what the model cannot run: no prompts, empty prompts, unknown
 /// ids, or a prompt that would outgrow the model's positions.
-pub(crate) fn check_prompts(model: &crate::config::Config, prompts: &[Vec<u32>], samples_per_prompt: usize, config: &GenerateConfig) -> Result<()> {
+pub(crate) fn check_prompts(
+    model: &crate::config::Config,
+    prompts: &[Vec<u32>],
+    samples_per_prompt: usize,
+    config: &GenerateConfig,
+) -> Result<()> {
     if prompts.is_empty() {
         return Err(Error::Usage("generate: no prompts given".into()));
     }
@@ -549,16 +535,6 @@ pub(crate) fn check_prompts(model: &crate::config::Config, prompts: &[Vec<u32>],
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logprob_is_log_softmax_at_the_temperature() {
-        let logits = [2.0f32, 1.0, -0.5, 0.0];
-        let z: f64 = logits.iter().map(|&l| (l as f64 / 0.5).exp()).sum();
-        let want = (1.0f64 / 0.5 - z.ln()) as f32;
-        assert!((logprob(&logits, 1, 0.5) - want).abs() < 1e-6);
-        let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
-        assert!((logprob(&logits, 0, 0.0) - (2.0 - z.ln()) as f32).abs() < 1e-6);
-    }
 
     #[test]
     fn the_first_stop_string_to_end_wins() {

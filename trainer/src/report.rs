@@ -173,7 +173,7 @@ fn rises_with_budget(pass_at_1: &[f64]) -> bool {
 }
 
 /// The six effects the default run must show, computed from the files.
-fn effects(l: &Layout, models: &[ModelEval]) -> Result<Vec<Effect>> {
+fn effects(l: &Layout, models: &[ModelEval], distilled: &str) -> Result<Vec<Effect>> {
     let eval_file = |stage: &str| format!("eval/{stage}.json");
     let mut out = Vec::new();
     let find = |name: &str| models.iter().find(|m| m.name == name);
@@ -210,23 +210,33 @@ fn effects(l: &Layout, models: &[ModelEval]) -> Result<Vec<Effect>> {
             sources: vec![eval_file("zero"), eval_file("reasoning")],
         });
     }
-    if let (Some(d), Some(rl)) = (find("student, distilled (seq)"), find("student, direct RL")) {
-        let gap = d.report.pass_at_1 - rl.report.pass_at_1;
-        out.push(Effect {
-            claim: "the distilled student beats the same-sized model trained by GRPO directly by >= 10 points".into(),
-            measured: format!("{} vs {} ({:+.1} points)", pct(d.report.pass_at_1), pct(rl.report.pass_at_1), 100.0 * gap),
-            held: gap >= 0.10,
-            sources: vec![eval_file("distill-seq"), eval_file("student-rl")],
-        });
+    if let Some(rl) = find("student, direct RL") {
+        for (mode, stage) in [("seq", "distill-seq"), ("kd", "distill-kd")] {
+            let Some(d) = find(&format!("student, distilled ({mode})")) else { continue };
+            let gap = d.report.pass_at_1 - rl.report.pass_at_1;
+            out.push(Effect {
+                claim: format!("the distilled student ({mode}) beats the same-sized model trained by GRPO directly by >= 10 points"),
+                measured: format!("{} vs {} ({:+.1} points)", pct(d.report.pass_at_1), pct(rl.report.pass_at_1), 100.0 * gap),
+                held: gap >= 0.10,
+                sources: vec![eval_file(stage), eval_file("student-rl")],
+            });
+        }
+    }
+    // The quantized files are of the exported student (`distilled`: kd or seq).
+    if let Some(d) = find(&format!("student, distilled ({distilled})")) {
         for (dtype, limit) in [("q8_0", 0.02), ("q4_0", 0.05)] {
             let name = format!("student {}", dtype.to_uppercase());
             if let Some(q) = find(&name) {
                 let drop = d.report.pass_at_1 - q.report.pass_at_1;
                 out.push(Effect {
-                    claim: format!("the {} student, in the runtime, is within {:.0} points of its f32 self", dtype.to_uppercase(), 100.0 * limit),
+                    claim: format!(
+                        "the {} student, in the runtime, is within {:.0} points of its f32 self",
+                        dtype.to_uppercase(),
+                        100.0 * limit
+                    ),
                     measured: format!("{} vs {} ({:+.1} points)", pct(q.report.pass_at_1), pct(d.report.pass_at_1), -100.0 * drop),
                     held: drop.abs() <= limit,
-                    sources: vec![eval_file("distill-seq"), format!("eval/student-{dtype}.json")],
+                    sources: vec![eval_file(&format!("distill-{distilled}")), format!("eval/student-{dtype}.json")],
                 });
             }
         }
@@ -234,7 +244,9 @@ fn effects(l: &Layout, models: &[ModelEval]) -> Result<Vec<Effect>> {
     let curve = |label: &str| read_json::<Vec<EvalReport>>(&l.dir("eval").join(format!("budget-{label}.json"))).ok();
     if let (Some(t), Some(s)) = (curve("teacher"), curve("student")) {
         let rises = |c: &[EvalReport]| rises_with_budget(&c.iter().map(|r| r.pass_at_1).collect::<Vec<_>>());
-        let show = |c: &[EvalReport]| c.iter().map(|r| format!("{}:{}", r.think_budget.unwrap_or(0), pct(r.pass_at_1))).collect::<Vec<_>>().join(" ");
+        let show = |c: &[EvalReport]| {
+            c.iter().map(|r| format!("{}:{}", r.think_budget.unwrap_or(0), pct(r.pass_at_1))).collect::<Vec<_>>().join(" ")
+        };
         out.push(Effect {
             claim: "accuracy rises with the think budget, for teacher and student (test-time scaling)".into(),
             measured: format!("teacher (budget:pass@1) {}; student {}", show(&t), show(&s)),
@@ -256,7 +268,7 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
         models.push(read_json(&l.dir("eval").join(format!("student-{dtype}.json")))?);
     }
     let stages: Vec<StageRecord> = STAGES.iter().filter_map(|s| read_json(&l.dir(s).join("stage.json")).ok()).collect();
-    let effects = effects(l, &models)?;
+    let effects = effects(l, &models, &c.distilled)?;
     let device: Option<DeviceReport> = read_json(&l.dir("device").join("device.json")).ok();
 
     let mut md = String::new();
@@ -274,7 +286,12 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())))
         .unwrap_or_else(|| "unknown".into());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let _ = writeln!(md, "- aha {} (commit {commit}), {} build", env!("CARGO_PKG_VERSION"), if cfg!(debug_assertions) { "debug" } else { "release" });
+    let _ = writeln!(
+        md,
+        "- aha {} (commit {commit}), {} build",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(debug_assertions) { "debug" } else { "release" }
+    );
     let _ = writeln!(md, "- CPU: {cpu}, {threads} threads; training device `{}`", c.device);
     let _ = writeln!(md, "- settings: `pipeline.toml` (resolved)\n");
 
@@ -298,9 +315,13 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
         c.eval.eval.generation.temperature,
         c.eval.eval.generation.top_p
     );
-    let _ = writeln!(md, "| model | pass@1 | maj@{maj} | format | language | length | thinking | reflection | size (KiB) | tokens/s | file |");
+    let _ =
+        writeln!(md, "| model | pass@1 | maj@{maj} | format | language | length | thinking | reflection | size (KiB) | tokens/s | file |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for (m, file) in models.iter().zip(MODELS.iter().map(|(_, s)| format!("eval/{s}.json")).chain(c.export.iter().map(|d| format!("eval/student-{d}.json")))) {
+    for (m, file) in models
+        .iter()
+        .zip(MODELS.iter().map(|(_, s)| format!("eval/{s}.json")).chain(c.export.iter().map(|d| format!("eval/student-{d}.json"))))
+    {
         let r = &m.report;
         let _ = writeln!(
             md,
@@ -323,7 +344,14 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
     let _ = writeln!(md, "## R1's effects\n");
     let _ = writeln!(md, "| effect | measured | held | from |\n|---|---|---|---|");
     for e in &effects {
-        let _ = writeln!(md, "| {} | {} | {} | {} |", e.claim, e.measured, if e.held { "yes" } else { "**no**" }, e.sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            e.claim,
+            e.measured,
+            if e.held { "yes" } else { "**no**" },
+            e.sources.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+        );
     }
     let _ = writeln!(md);
 
@@ -332,7 +360,16 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
         let _ = writeln!(md, "`{}` at context {} (f16 KV cache):\n", rel(l, &d.model), d.context);
         let _ = writeln!(md, "| board | flash needed / has (KiB) | RAM needed / has (KiB) | fits |\n|---|---:|---:|---|");
         for b in &d.boards {
-            let _ = writeln!(md, "| {} | {:.0} / {:.0} | {:.0} / {:.0} | {} |", b.board, b.flash_needed as f64 / 1024.0, b.flash as f64 / 1024.0, b.ram_needed as f64 / 1024.0, b.ram as f64 / 1024.0, if b.fits { "yes" } else { "no" });
+            let _ = writeln!(
+                md,
+                "| {} | {:.0} / {:.0} | {:.0} / {:.0} | {} |",
+                b.board,
+                b.flash_needed as f64 / 1024.0,
+                b.flash as f64 / 1024.0,
+                b.ram_needed as f64 / 1024.0,
+                b.ram as f64 / 1024.0,
+                if b.fits { "yes" } else { "no" }
+            );
         }
         let _ = writeln!(md, "\nFirmware: {} (`device/device.json`)\n", d.firmware);
     }
@@ -359,7 +396,13 @@ pub fn write_report(l: &Layout, c: &PipelineConfig, dir: &Path) -> Result<Report
     };
     chart("rl-accuracy", "Training accuracy during RL", "step", "accuracy", series("accuracy", "metrics.jsonl"))?;
     chart("rl-length", "Average length per response during RL (Figure 3)", "step", "tokens", series("completion_length", "metrics.jsonl"))?;
-    chart("rl-reflection", "Share of responses with a reflective phrase", "step", "reflection rate", series("reflection_rate", "metrics.jsonl"))?;
+    chart(
+        "rl-reflection",
+        "Share of responses with a reflective phrase",
+        "step",
+        "reflection rate",
+        series("reflection_rate", "metrics.jsonl"),
+    )?;
     chart("rl-language", "Language consistency during RL", "step", "language consistency", series("rewards/language", "metrics.jsonl"))?;
     let budget = ["teacher", "student"]
         .iter()

@@ -25,14 +25,14 @@ use aha_kernels::pool::ThreadPool;
 use aha_kernels::DType;
 use aha_runtime::format::Provenance;
 use aha_runtime::load::ModelBytes;
-use aha_runtime::sampler::Sampler;
+use aha_runtime::sampler::{logprob, Sampler};
 use aha_runtime::writer::{canonical_specs, ModelWriter};
 use aha_runtime::{BatchSession, KvType, Model};
 use std::sync::{Arc, Mutex};
 
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
-use crate::generate::{check_prompts, completion, logprob, Completion, Ends, Finish, GenerateConfig, GenerateStats};
+use crate::generate::{check_prompts, completion, Completion, Ends, Finish, GenerateConfig, GenerateStats};
 use crate::model::CausalLm;
 use crate::params::state_dict;
 use crate::tokenizer::TextTokenizer;
@@ -227,9 +227,13 @@ fn runtime_generate(
     let mut prefilled: Option<(usize, usize)> = None;
     let mut prompt_logits: Vec<Option<Vec<f32>>> = vec![None; prompts.len()];
     let mut next_job = 0;
+    // This round's prompts to prefill (slot, prompt) and the forks waiting on them.
+    let (mut feeds, mut waiting): (Vec<(usize, usize)>, Vec<(usize, usize, usize)>) = (Vec::new(), Vec::new());
+    let (mut feed_slots, mut feed_tokens): (Vec<usize>, Vec<u32>) = (Vec::new(), Vec::new());
     loop {
         // Free slots take the next jobs: a new prompt is prefilled once, its
-        // further samples fork that prefix.
+        // further samples fork that prefix. The round's new prompts are
+        // prefilled together, in one pass over the weights per `batch` tokens.
         for slot in 0..slots {
             if next_job == jobs.len() {
                 break;
@@ -240,10 +244,12 @@ fn runtime_generate(
             let (p, s) = jobs[next_job];
             let prompt = &prompts[p];
             match prefilled {
+                // A prefix being prefilled this round is forked once it is there.
+                Some((q, from)) if q == p && feeds.iter().any(|&(f, _)| f == from) => waiting.push((from, slot, prompt.len())),
                 Some((q, from)) if q == p => session.fork(from, slot, prompt.len())?,
                 _ => {
                     session.reset(slot)?;
-                    prompt_logits[p] = Some(session.feed(slot, prompt)?.to_vec());
+                    feeds.push((slot, p));
                     prefilled = Some((p, slot));
                 }
             }
@@ -260,6 +266,22 @@ fn runtime_generate(
                 error: None,
             });
             next_job += 1;
+        }
+        if !feeds.is_empty() {
+            feed_slots.clear();
+            feed_tokens.clear();
+            for &(slot, p) in &feeds {
+                feed_slots.extend(std::iter::repeat_n(slot, prompts[p].len()));
+                feed_tokens.extend_from_slice(&prompts[p]);
+            }
+            session.step(&feed_slots, &feed_tokens)?;
+            for &(slot, p) in &feeds {
+                prompt_logits[p] = Some(session.logits(slot)?.to_vec());
+            }
+            for (from, to, len) in waiting.drain(..) {
+                session.fork(from, to, len)?;
+            }
+            feeds.clear();
         }
         let active: Vec<usize> = (0..slots).filter(|&i| lock(&live[i]).is_some()).collect();
         if active.is_empty() {
