@@ -185,40 +185,35 @@ impl Sampler {
 pub fn logprob(logits: &[f32], token: u32, temperature: f32) -> f32 {
     let inv_t = if temperature > 0.0 { 1.0 / temperature } else { 1.0 };
     let max = max_of(logits);
-    let mut total = [0f32; 8];
-    let mut chunks = logits.chunks_exact(8);
-    for c in &mut chunks {
-        for (t, &l) in total.iter_mut().zip(c) {
-            *t += exp((l - max) * inv_t);
-        }
-    }
-    let rest: f32 = chunks.remainder().iter().map(|&l| exp((l - max) * inv_t)).sum();
-    (logits[token as usize] - max) * inv_t - libm::logf(total.iter().sum::<f32>() + rest)
+    let total = fold8(logits, 0.0, |a, l| a + exp((l - max) * inv_t), |a, b| a + b);
+    (logits[token as usize] - max) * inv_t - libm::logf(total)
 }
 
-/// The largest value (`-inf` for none; NaNs are skipped), in eight lanes so
-/// the loop vectorizes.
+/// Folds `x` with `step` in eight lanes, then the lanes and the remainder
+/// with `merge`: a loop that vectorizes, in an order fixed by the length
+/// alone (every target gives the same bits).
+#[inline(always)]
+fn fold8(x: &[f32], init: f32, step: impl Fn(f32, f32) -> f32, merge: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in lanes.iter_mut().zip(c) {
+            *a = step(*a, v);
+        }
+    }
+    let rest = chunks.remainder().iter().fold(init, |a, &v| step(a, v));
+    lanes.iter().fold(rest, |a, &v| merge(a, v))
+}
+
+/// The largest value (`-inf` for none; NaNs are skipped).
 fn max_of(x: &[f32]) -> f32 {
-    let mut m = [f32::NEG_INFINITY; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (m, &v) in m.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    chunks.remainder().iter().chain(m.iter()).fold(f32::NEG_INFINITY, |a, &v| a.max(v))
+    let max = |m: f32, v: f32| if v > m { v } else { m };
+    fold8(x, f32::NEG_INFINITY, max, max)
 }
 
-/// Σx in eight lanes (the order is fixed, so every target gives the same bits).
+/// Σx.
 fn sum(x: &[f32]) -> f32 {
-    let mut s = [0f32; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        for (s, &v) in s.iter_mut().zip(c) {
-            *s += v;
-        }
-    }
-    chunks.remainder().iter().sum::<f32>() + s.iter().sum::<f32>()
+    fold8(x, 0.0, |a, v| a + v, |a, b| a + b)
 }
 
 /// e^x, within 2 ulp of `libm::expf` for x in [-87.3, 88.7] and 0 below,

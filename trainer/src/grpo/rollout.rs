@@ -245,7 +245,7 @@ fn runtime_generate(
             let prompt = &prompts[p];
             match prefilled {
                 // A prefix being prefilled this round is forked once it is there.
-                Some((q, from)) if q == p && feeds.iter().any(|&(f, _)| f == from) => waiting.push((from, slot, prompt.len())),
+                Some((q, from)) if q == p && feeds.last() == Some(&(from, p)) => waiting.push((from, slot, prompt.len())),
                 Some((q, from)) if q == p => session.fork(from, slot, prompt.len())?,
                 _ => {
                     session.reset(slot)?;
