@@ -15,7 +15,7 @@
 //! to nearest with ties away from zero (as `roundf`) and saturates (as `as`).
 
 use crate::table::entry;
-use crate::table::rows_of;
+use crate::table::{mix_of, rows_of, scores_of};
 use crate::matmul::{aarch64 as mm, Batch, MatOut};
 use crate::{BlockQ4_0, BlockQ8_0, Kernels, QK};
 use core::arch::aarch64::*;
@@ -112,6 +112,10 @@ static NEON: Kernels = Kernels {
     dot_f32_f32: n_dot_f32_f32,
     axpy_f32: n_axpy_f32,
     axpy_f16: n_axpy_f16,
+    scores_f32: scores_of!(f32, 1, |k, q| n_dot_f32_f32(q, k)),
+    scores_f16: scores_of!(u8, 2, n_dot_f16),
+    mix_f32: mix_of!(f32, 1, n_axpy_f32),
+    mix_f16: mix_of!(u8, 2, n_axpy_f16),
     rmsnorm: n_rmsnorm,
     softmax: n_softmax,
     swiglu: n_swiglu,

@@ -43,6 +43,16 @@ pub struct Kernels {
     pub dot_f32_f32: fn(&[f32], &[f32]) -> f32,
     pub axpy_f32: fn(f32, &[f32], &mut [f32]),
     pub axpy_f16: fn(f32, &[u8], &mut [f32]),
+    /// One query against a run of cached keys `stride` elements apart:
+    /// `scores[t] = scale · q·k_t`, `k_t = keys[t·stride..][..q.len()]`,
+    /// for t < `scores.len()` (f32 or f16 cache; the dot of `dot_f32_f32` /
+    /// `dot_f16` without a call per key).
+    pub scores_f32: fn(&[f32], &[f32], usize, f32, &mut [f32]),
+    pub scores_f16: fn(&[f32], &[u8], usize, f32, &mut [f32]),
+    /// `out += Σ_t w[t]·v_t`, t ascending, `v_t = values[t·stride..][..out.len()]`:
+    /// per element the multiplies and adds of `axpy_*` in the same order.
+    pub mix_f32: fn(&[f32], &[f32], usize, &mut [f32]),
+    pub mix_f16: fn(&[f32], &[u8], usize, &mut [f32]),
 
     pub rmsnorm: fn(&mut [f32], &[f32], &[u8], f32),
     pub softmax: fn(&mut [f32]),
@@ -85,6 +95,41 @@ macro_rules! rows_of {
 #[allow(unused_imports)]
 pub(crate) use rows_of;
 
+/// `scores_*` from a one-key dot `$dot(key, q)` over `$ty` elements
+/// (`$per` of them to a value: 1 for f32, 2 bytes for f16).
+macro_rules! scores_of {
+    ($ty:ty, $per:expr, $dot:expr) => {{
+        fn scores(q: &[f32], keys: &[$ty], stride: usize, scale: f32, out: &mut [f32]) {
+            let dot: fn(&[$ty], &[f32]) -> f32 = $dot;
+            let len = q.len() * $per;
+            for (t, o) in out.iter_mut().enumerate() {
+                let at = t * stride * $per;
+                *o = scale * dot(&keys[at..at + len], q);
+            }
+        }
+        scores
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use scores_of;
+
+/// `mix_*` from a one-row `$axpy(a, value row, out)`.
+macro_rules! mix_of {
+    ($ty:ty, $per:expr, $axpy:expr) => {{
+        fn mix(w: &[f32], values: &[$ty], stride: usize, out: &mut [f32]) {
+            let axpy: fn(f32, &[$ty], &mut [f32]) = $axpy;
+            let len = out.len() * $per;
+            for (t, &a) in w.iter().enumerate() {
+                let at = t * stride * $per;
+                axpy(a, &values[at..at + len], out);
+            }
+        }
+        mix
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use mix_of;
+
 pub(crate) static SCALAR: Kernels = Kernels {
     name: "scalar",
     quantize_q8_0: q8_0::scalar::quantize_row,
@@ -110,6 +155,10 @@ pub(crate) static SCALAR: Kernels = Kernels {
     dot_f32_f32: f32::scalar::dot_f32,
     axpy_f32: f32::scalar::axpy,
     axpy_f16: f16::scalar::axpy_f16,
+    scores_f32: scores_of!(f32, 1, |k, q| f32::scalar::dot_f32(q, k)),
+    scores_f16: scores_of!(u8, 2, f16::scalar::dot_f16),
+    mix_f32: mix_of!(f32, 1, f32::scalar::axpy),
+    mix_f16: mix_of!(u8, 2, f16::scalar::axpy_f16),
     rmsnorm: ops::scalar::rmsnorm,
     softmax: ops::scalar::softmax,
     swiglu: ops::scalar::swiglu,

@@ -23,7 +23,7 @@ pub fn simd128() -> Option<&'static Kernels> {
 #[cfg(target_feature = "simd128")]
 pub(crate) mod imp {
     use crate::matmul::wasm as mm;
-    use crate::table::rows_of;
+    use crate::table::{mix_of, rows_of, scores_of};
     use crate::{BlockQ4_0, BlockQ8_0, Kernels, QK};
     use core::arch::wasm32::*;
     use half::{bf16, f16};
@@ -53,6 +53,10 @@ pub(crate) mod imp {
         dot_f32_f32,
         axpy_f32,
         axpy_f16,
+        scores_f32: scores_of!(f32, 1, |k, q| dot_f32_f32(q, k)),
+        scores_f16: scores_of!(u8, 2, dot_f16),
+        mix_f32: mix_of!(f32, 1, axpy_f32),
+        mix_f16: mix_of!(u8, 2, axpy_f16),
         rmsnorm,
         softmax,
         swiglu,

@@ -83,6 +83,10 @@ entry!(a2_matvec_q4_0(w: &[BlockQ4_0], x: &[BlockQ8_0], out: &mut [f32]) = k2::m
 entry!(a2_dot_f32_f32(a: &[f32], b: &[f32]) -> f32 = k2::dot_f32_f32);
 entry!(a2_axpy_f32(a: f32, x: &[f32], y: &mut [f32]) = k2::axpy_f32);
 entry!(a2_axpy_f16(a: f32, w: &[u8], y: &mut [f32]) = k2::axpy_f16);
+entry!(a2_scores_f32(q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) = k2::scores_f32);
+entry!(a2_scores_f16(q: &[f32], keys: &[u8], stride: usize, scale: f32, out: &mut [f32]) = k2::scores_f16);
+entry!(a2_mix_f32(w: &[f32], values: &[f32], stride: usize, out: &mut [f32]) = k2::mix_f32);
+entry!(a2_mix_f16(w: &[f32], values: &[u8], stride: usize, out: &mut [f32]) = k2::mix_f16);
 entry!(a2_rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) = k2::rmsnorm);
 entry!(a2_softmax(x: &mut [f32]) = k2::softmax);
 entry!(a2_swiglu(gate: &mut [f32], up: &[f32]) = k2::swiglu);
@@ -129,6 +133,10 @@ static AVX2: Kernels = Kernels {
     dot_f32_f32: a2_dot_f32_f32,
     axpy_f32: a2_axpy_f32,
     axpy_f16: a2_axpy_f16,
+    scores_f32: a2_scores_f32,
+    scores_f16: a2_scores_f16,
+    mix_f32: a2_mix_f32,
+    mix_f16: a2_mix_f16,
     rmsnorm: a2_rmsnorm,
     softmax: a2_softmax,
     swiglu: a2_swiglu,
@@ -648,6 +656,70 @@ pub(crate) mod k2 {
             i += 1;
         }
     }
+
+    /// `scores[t] = scale · q·k_t`: `dot_f32_f32` inlined, no call per key.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn scores_f32(q: &[f32], keys: &[f32], stride: usize, scale: f32, out: &mut [f32]) {
+        let hd = q.len();
+        for (t, o) in out.iter_mut().enumerate() {
+            *o = scale * dot_f32_f32(q, &keys[t * stride..t * stride + hd]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn scores_f16(q: &[f32], keys: &[u8], stride: usize, scale: f32, out: &mut [f32]) {
+        let hd = q.len();
+        for (t, o) in out.iter_mut().enumerate() {
+            *o = scale * dot_f16(&keys[2 * t * stride..2 * (t * stride + hd)], q);
+        }
+    }
+
+    /// `out += Σ_t w[t]·v_t` with 32 (then 8) lanes of `out` held in
+    /// registers across every t: per element the multiply-then-add of
+    /// `axpy_*`, t ascending, so the sums are bit-identical to a loop of
+    /// axpys; `$ld(values, i·$per)` loads the 8 values from element i
+    /// (`$per` bytes or f32 to an element), `$one(values, i)` one of them.
+    macro_rules! mix {
+        ($name:ident, $ty:ty, $ld:ident, $per:expr, $one:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) fn $name(w: &[f32], values: &[$ty], stride: usize, out: &mut [f32]) {
+                let hd = out.len();
+                let mut c = 0;
+                while c + 32 <= hd {
+                    let mut acc = [ldf(out, c), ldf(out, c + 8), ldf(out, c + 16), ldf(out, c + 24)];
+                    for (t, &a) in w.iter().enumerate() {
+                        let av = _mm256_set1_ps(a);
+                        for (k, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(av, $ld(values, (t * stride + c + 8 * k) * $per)));
+                        }
+                    }
+                    for (k, acc) in acc.iter().enumerate() {
+                        stf(out, c + 8 * k, *acc);
+                    }
+                    c += 32;
+                }
+                while c + 8 <= hd {
+                    let mut acc = ldf(out, c);
+                    for (t, &a) in w.iter().enumerate() {
+                        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(a), $ld(values, (t * stride + c) * $per)));
+                    }
+                    stf(out, c, acc);
+                    c += 8;
+                }
+                let one: fn(&[$ty], usize) -> f32 = $one;
+                while c < hd {
+                    let mut s = out[c];
+                    for (t, &a) in w.iter().enumerate() {
+                        s += a * one(values, t * stride + c);
+                    }
+                    out[c] = s;
+                    c += 1;
+                }
+            }
+        };
+    }
+    mix!(mix_f32, f32, ldf, 1, |v, i| v[i]);
+    mix!(mix_f16, u8, ldh, 2, |v, i| f16::from_le_bytes([v[2 * i], v[2 * i + 1]]).to_f32());
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn axpy_f16(a: f32, w: &[u8], y: &mut [f32]) {

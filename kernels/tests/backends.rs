@@ -512,6 +512,62 @@ fn axpy() {
     }
 }
 
+/// Attention's runs over a cache (rows `stride` apart, head widths with every
+/// tail): each backend's scores equal its own dot per key to the bit, and
+/// the scalar reference's within the dots' tolerance; its mix equals its own
+/// loop of axpys to the bit, and the reference's as axpy does.
+#[test]
+fn attention_runs() {
+    let mut rng = Rng(21);
+    let widths: &[usize] = if cfg!(miri) { &[1, 8, 9, 40] } else { &[1, 3, 7, 8, 9, 12, 16, 31, 32, 33, 40, 64, 72, 128] };
+    for k in backends() {
+        for &hd in widths {
+            for span in [0, 1, 2, 5, 17] {
+                let stride = hd + 5;
+                let (q, keys, w) = (rng.vec(hd, 1.0), rng.vec(span * stride + hd, 1.0), rng.vec(span, 1.0));
+                let (kb, scale) = (f16_bytes(&keys), 0.125);
+                let what = |f: &str| format!("{} {f} hd={hd} span={span}", k.name);
+                let mut got = vec![0.0; span];
+                (k.scores_f32)(&q, &keys, stride, scale, &mut got);
+                let mut got16 = vec![0.0; span];
+                (k.scores_f16)(&q, &kb, stride, scale, &mut got16);
+                for t in 0..span {
+                    let (key, key16) = (&keys[t * stride..t * stride + hd], &kb[2 * t * stride..2 * (t * stride + hd)]);
+                    assert_eq!(got[t].to_bits(), (scale * (k.dot_f32_f32)(&q, key)).to_bits(), "{}", what("scores_f32"));
+                    assert_eq!(got16[t].to_bits(), (scale * (k.dot_f16)(key16, &q)).to_bits(), "{}", what("scores_f16"));
+                    let mag = scale * q.iter().zip(key).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                    close(got[t], scale * (scalar().dot_f32_f32)(&q, key), mag, 1e-5, &what("scores_f32"));
+                }
+                let out0 = rng.vec(hd, 1.0);
+                for f16 in [false, true] {
+                    let (mut got, mut want, mut reference) = (out0.clone(), out0.clone(), out0.clone());
+                    if f16 {
+                        (k.mix_f16)(&w, &kb, stride, &mut got);
+                    } else {
+                        (k.mix_f32)(&w, &keys, stride, &mut got);
+                    }
+                    for (t, &a) in w.iter().enumerate() {
+                        let at = t * stride;
+                        if f16 {
+                            (k.axpy_f16)(a, &kb[2 * at..2 * (at + hd)], &mut want);
+                            (scalar().axpy_f16)(a, &kb[2 * at..2 * (at + hd)], &mut reference);
+                        } else {
+                            (k.axpy_f32)(a, &keys[at..at + hd], &mut want);
+                            (scalar().axpy_f32)(a, &keys[at..at + hd], &mut reference);
+                        }
+                    }
+                    let name = if f16 { "mix_f16" } else { "mix_f32" };
+                    for i in 0..hd {
+                        assert_eq!(got[i].to_bits(), want[i].to_bits(), "{} i={i}", what(name));
+                        let mag = out0[i].abs() + w.iter().enumerate().map(|(t, a)| (a * keys[t * stride + i]).abs()).sum::<f32>();
+                        close(got[i], reference[i], mag, 4.0 * f32::EPSILON * (span as f32).max(1.0), &what(name));
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn rmsnorm() {
     let mut rng = Rng(9);

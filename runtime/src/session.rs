@@ -609,29 +609,20 @@ fn attend(
     att: &mut [f32],
     out: &mut [f32],
 ) {
-    let group = queries.len() / hd;
     out.fill(0.0);
-    for t in 0..span {
-        let at = first + t * kv_dim;
-        for (g, q) in queries.chunks_exact(hd).enumerate() {
-            att[g * context + t] = scale
-                * match kv {
-                    KvCache::F32 { k: kc, .. } => (k.dot_f32_f32)(q, &kc[at..at + hd]),
-                    KvCache::F16 { k: kc, .. } => (k.dot_f16)(bytemuck::cast_slice(&kc[at..at + hd]), q),
-                };
+    for (g, q) in queries.chunks_exact(hd).enumerate() {
+        let scores = &mut att[g * context..g * context + span];
+        match kv {
+            KvCache::F32 { k: kc, .. } => (k.scores_f32)(q, &kc[first..], kv_dim, scale, scores),
+            KvCache::F16 { k: kc, .. } => (k.scores_f16)(q, bytemuck::cast_slice(&kc[first..]), kv_dim, scale, scores),
         }
+        (k.softmax)(scores);
     }
-    for g in 0..group {
-        (k.softmax)(&mut att[g * context..g * context + span]);
-    }
-    for t in 0..span {
-        let at = first + t * kv_dim;
-        for (g, o) in out.chunks_exact_mut(hd).enumerate() {
-            let a = att[g * context + t];
-            match kv {
-                KvCache::F32 { v: vc, .. } => (k.axpy_f32)(a, &vc[at..at + hd], o),
-                KvCache::F16 { v: vc, .. } => (k.axpy_f16)(a, bytemuck::cast_slice(&vc[at..at + hd]), o),
-            }
+    for (g, o) in out.chunks_exact_mut(hd).enumerate() {
+        let weights = &att[g * context..g * context + span];
+        match kv {
+            KvCache::F32 { v: vc, .. } => (k.mix_f32)(weights, &vc[first..], kv_dim, o),
+            KvCache::F16 { v: vc, .. } => (k.mix_f16)(weights, bytemuck::cast_slice(&vc[first..]), kv_dim, o),
         }
     }
 }
