@@ -252,7 +252,7 @@ fn exp(x: f32) -> f32 {
     let y = e * two(k1) * two(ki - k1);
     if x < LO {
         0.0
-    } else if x != x {
+    } else if x.is_nan() {
         x
     } else {
         y

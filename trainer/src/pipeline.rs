@@ -326,7 +326,8 @@ impl Default for DeviceSettings {
             boards: ["cortex-m4", "stm32f411", "nrf52840", "stm32h7", "rp2350"].iter().map(|s| s.to_string()).collect(),
             context: 256,
             firmware: true,
-            prompt: "Compute 3 + 5 + 2".into(),
+            // Four operands, as in the task (4 to 7).
+            prompt: "Compute 3 + 5 + 2 + 4".into(),
         }
     }
 }
@@ -398,22 +399,36 @@ impl Default for PipelineConfig {
         // left to gain, RL settled on the shorter plain steps.
         let mut zero = rl(40, &["accuracy", "format"]);
         zero.optim.learning_rate = 5e-5;
+        // The one RL stage with a learned reward: a KL penalty to the SFT
+        // model (DeepSeekMath's 0.04), the usual guard against over-fitting
+        // a reward model. It did not stop what this stage did in the
+        // default run, with or without it: the policy moved to the
+        // guess-then-check style (reflection 23 % -> 76 % in the stage's
+        // evals), held-out accuracy 96.8 % (96.5 % without the penalty).
+        let mut rl_all = rl(40, &["accuracy", "format", "language"]);
+        rl_all.beta = 0.04;
         PipelineConfig {
             seed: 42,
             device: "flex".into(),
             precision: String::new(),
             task: TaskSettings::default(),
             base: ModelSettings::default(),
-            // As many steps as the base: at 400 the student had learned the
-            // sums but not to copy the operands from the question, and
-            // neither distillation nor RL could teach it that.
-            student: ModelSettings { model: model_table(64, 4, 4, 2, 192), init: None, train: pretraining(1000, 3e-3) },
+            // Two layers, 64 wide: a sixth of the base. With the R1-Zero
+            // budget, RL on it never left bare answers (36 % held out, in
+            // a trial), while both distillations taught it the teacher's
+            // steps (token-level 83 %, sequence-level 46 %). A 64-wide
+            // student of 3 or 4 layers found the steps by RL alone (90-98 %),
+            // as well as distillation did. As many steps as the base: at 400
+            // the student had learned the sums but not to copy the operands
+            // from the question, and neither distillation nor RL could teach
+            // it that.
+            student: ModelSettings { model: model_table(64, 2, 4, 2, 192), init: None, train: pretraining(1000, 3e-3) },
             zero,
             cold_start: SampledSft::new(400, 4, 120),
             reasoning: rl(40, &["accuracy", "format", "language"]),
             sft: SampledSft::new(800, 4, 240),
             reward_model,
-            rl_all: rl(40, &["accuracy", "format", "language"]),
+            rl_all,
             distill_seq: distill(DistillMode::Seq),
             distill_kd: distill(DistillMode::Kd),
             student_rl: None,
